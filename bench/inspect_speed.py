@@ -1,0 +1,59 @@
+"""How long `convbot inspect` takes on a ~100 MB, ~25,000-node frozen graph.
+
+Prints, side by side in one run: the in-process `converter.inspect` time (median of several
+runs), a cold `convbot inspect --json` command including Python start-up and imports, and
+for scale a bare `GraphDef.ParseFromString` of the same bytes. Checks that TensorFlow was not
+imported. Run: .venv/bin/python bench/inspect_speed.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.make_big_graph import make_big_graph
+from converter.inspection import inspect
+from converter.protos import GraphDef
+
+RUNS = 7
+
+
+def _median_seconds(work: object, runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()  # type: ignore[operator]
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.pb"
+        data = make_big_graph().SerializeToString()
+        path.write_bytes(data)
+        summary = inspect(path)
+        parse = _median_seconds(lambda: GraphDef().ParseFromString(path.read_bytes()))
+        in_process = _median_seconds(lambda: inspect(path))
+        cli = _median_seconds(
+            lambda: subprocess.run(
+                [sys.executable, "-m", "cli.main", "inspect", str(path), "--json"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            ),
+            runs=3,
+        )
+        print(f"graph: {len(data) / 1e6:.1f} MB, {summary.node_count} nodes")
+        print(f"bare ParseFromString (median of {RUNS}):     {parse:.3f} s")
+        print(f"converter.inspect in process (median of {RUNS}): {in_process:.3f} s  ({in_process / parse:.1f}x parse)")
+        print(f"cold `convbot inspect --json` (median of 3): {cli:.3f} s")
+        print(f"suggested outputs: {[s.name for s in summary.suggested_outputs]}")
+        print(f"tensorflow imported: {'tensorflow' in sys.modules}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The `convbot` command: argument parsing only; the work is done by importable functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from converter.errors import ConvbotError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convbot",
+        description="Turn trained TensorFlow models into TensorFlow Lite and TensorFlow.js files.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = commands.add_parser("inspect", help="show a model's nodes and suggested inputs and outputs")
+    inspect.add_argument("model", type=Path, help="frozen graph, SavedModel folder or archive, Keras file")
+    inspect.add_argument("--json", action="store_true", help="print JSON for scripts")
+    inspect.add_argument("--all-nodes", action="store_true", help="list every node, not the first 40")
+
+    convert = commands.add_parser("convert", help="convert a model to TFLite and/or TF.js")
+    convert.add_argument("model", type=Path)
+    convert.add_argument("--to", default="tflite,tfjs", help="tflite, tfjs, tfjs-layers (Keras), comma-separated, or all")
+    convert.add_argument("--inputs", default="", help="input nodes or signature keys, comma-separated")
+    convert.add_argument("--outputs", default="", help="output nodes or signature keys, comma-separated")
+    convert.add_argument("--shape", action="append", default=[], metavar="NAME:DIMS",
+                         help="full shape of an input, e.g. image:1,224,224,3 (repeatable)")
+    convert.add_argument("--quant", default="none",
+                         help="none, float16, dynamic, uint8, uint16, or per target: tflite:dynamic,tfjs:uint16")
+    convert.add_argument("-o", "--output-dir", type=Path, default=Path("out"), help="where to write (default ./out)")
+    convert.add_argument("--timeout", type=float, default=600.0, help="seconds before the conversion is stopped")
+    convert.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from cli.render import render_summary
+    from converter.inspection import inspect
+
+    summary = inspect(args.model)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=1))
+    else:
+        print(render_summary(summary, all_nodes=args.all_nodes))
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from cli.render import render_result
+    from converter.isolation import convert
+    from converter.options import ConversionOptions, parse_shape, parse_targets, split_quantization
+
+    tflite_quant, tfjs_quant, warnings = split_quantization(args.quant)
+    options = ConversionOptions(
+        targets=parse_targets(args.to),
+        inputs=_split(args.inputs),
+        outputs=_split(args.outputs),
+        shapes=tuple(parse_shape(text) for text in args.shape),
+        tflite_quantization=tflite_quant,
+        tfjs_quantization=tfjs_quant,
+        warnings=tuple(warnings),
+    )
+    result = convert(args.model, args.output_dir, options, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        print(render_result(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handlers = {"inspect": run_inspect, "convert": run_convert}
+    try:
+        return handlers[args.command](args)
+    except ConvbotError as error:
+        print(f"convbot: {error.message}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": error.message, "kind": type(error).__name__, "log": error.log}))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Plain-text tables of inspection summaries and conversion results, for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from converter.result import ConversionResult
+from converter.summary import ModelSummary, OpNote, Shape, TensorSpec
+
+MAX_NODES_SHOWN = 40
+
+
+def format_shape(shape: Shape) -> str:
+    if shape is None:
+        return "?"
+    return "[" + ",".join("?" if d is None or d < 0 else str(d) for d in shape) + "]"
+
+
+def format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(lines)
+
+
+def _spec_rows(specs: Sequence[TensorSpec]) -> list[list[str]]:
+    return [
+        [spec.key or spec.name, spec.name if spec.key and spec.key != spec.name else "", spec.dtype,
+         format_shape(spec.shape), "optional" if spec.optional else ""]
+        for spec in specs
+    ]
+
+
+def _notes(title: str, notes: Sequence[OpNote]) -> list[str]:
+    return [f"  {title}:"] + [f"    {n.op} (x{n.count}): {n.note}" for n in notes] if notes else []
+
+
+def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
+    """The summary a person reads before choosing inputs and outputs."""
+    ops = ", ".join(f"{op} {count}" for op, count in list(summary.op_histogram.items())[:12])
+    lines = [
+        f"model:   {summary.path}",
+        f"format:  {summary.format.value}   size: {format_size(summary.file_size)}   "
+        f"{'layers' if summary.layers else 'nodes'}: {summary.node_count}",
+        f"ops:     {ops}",
+        "",
+        "suggested inputs:",
+        table(["name", "tensor", "dtype", "shape", ""], _spec_rows(summary.suggested_inputs)),
+        "",
+        "suggested outputs:",
+        table(["name", "tensor", "dtype", "shape", ""], _spec_rows(summary.suggested_outputs)),
+        "",
+    ]
+    for signature in summary.signatures:
+        lines.append(f"signature '{signature.key}':")
+        lines.append(table(["direction", "key", "tensor", "dtype", "shape"], [
+            [direction, s.key or "", s.name, s.dtype, format_shape(s.shape)]
+            for direction, specs in (("input", signature.inputs), ("output", signature.outputs))
+            for s in specs
+        ]))
+        lines.append("")
+    readiness = summary.readiness
+    lines.append("readiness:")
+    if not readiness.checked:
+        lines.append("  checked when converting (a Keras model's ops are known once it is loaded)")
+    else:
+        tflite = "ok" if readiness.tflite_builtin_ok else (
+            "needs Select TF ops (Flex delegate)" if not readiness.tflite_unsupported else "has unsupported ops"
+        )
+        lines.append(f"  TFLite: {tflite}")
+        lines += _notes("needs Select TF ops", readiness.tflite_needs_select_ops)
+        lines += _notes("not convertible", readiness.tflite_unsupported)
+        lines.append(f"  TF.js:  {'ok' if readiness.tfjs_ok else 'has unsupported ops'}")
+        lines += _notes("not supported", readiness.tfjs_unsupported)
+    for warning in summary.warnings:
+        lines.append(f"warning: {warning}")
+    if summary.nodes:
+        shown = summary.nodes if all_nodes else summary.nodes[:MAX_NODES_SHOWN]
+        lines += ["", f"nodes ({len(summary.nodes)}):"]
+        lines.append(table(["name", "op", "dtype", "shape"], [
+            [n.name, n.op, n.dtype or "", format_shape(n.shape) if n.shape is not None else ""] for n in shown
+        ]))
+        if len(shown) < len(summary.nodes):
+            lines.append(f"... {len(summary.nodes) - len(shown)} more (--all-nodes to list them)")
+    return "\n".join(lines)
+
+
+def render_result(result: ConversionResult) -> str:
+    """What was written, how long it took and what to watch out for."""
+    lines = [table(["target", "quantization", "size", "path"], [
+        [a.target.value, a.quantization.value, format_size(a.size), a.path] for a in result.artifacts
+    ])]
+    lines.append("")
+    lines.append("inputs:  " + ", ".join(f"{s.key or s.name} {s.dtype} {format_shape(s.shape)}" for s in result.inputs))
+    lines.append("outputs: " + ", ".join(s.key or s.name for s in result.outputs))
+    lines.append("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
+    lines.append("tools:   " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines)

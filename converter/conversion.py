@@ -1,0 +1,317 @@
+"""`convert_in_process`: one conversion from a model file to its artifacts, in this process.
+
+This is the unit of work. `converter.convert` runs it in a child process; a warm worker pool
+can call it directly in its workers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from converter import formats as fmt
+from converter.archive import ArchiveLimits
+from converter.detect import ModelSource, detect_model
+from converter.errors import BadOptionsError, ConversionError, ConvbotError
+from converter.formats import ModelFormat, Quantization, Target
+from converter.graph_inspect import read_graph_def
+from converter.inspection import inspect_source
+from converter.options import ConversionOptions
+from converter.prune import prune_graph, resolve_names
+from converter.result import Artifact, ConversionResult
+from converter.summary import ModelSummary, TensorSpec
+from converter.tfjs_export import check_tfjs_files
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    """The inputs (with complete shapes for TFLite) and outputs a conversion will use."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    tflite_shapes: dict[str, tuple[int, ...]]  # every input, every dimension known
+    given_shapes: dict[str, tuple[int, ...]]  # only what the user gave
+    warnings: tuple[str, ...]
+
+
+def plan_conversion(summary: ModelSummary, options: ConversionOptions) -> ConversionPlan:
+    """Resolve the chosen names and shapes against the model, or say what is missing."""
+    is_graph = summary.format.is_graph
+    if is_graph:
+        names = [node.name for node in summary.nodes]
+        by_name = {node.name: node for node in summary.nodes}
+        if options.inputs:
+            input_specs = tuple(_graph_spec(by_name[name]) for name in resolve_names(options.inputs, names))
+        else:
+            input_specs = tuple(spec for spec in summary.suggested_inputs if not spec.optional)
+        if options.outputs:
+            output_specs = tuple(_graph_spec(by_name[name]) for name in resolve_names(options.outputs, names))
+        else:
+            output_specs = summary.suggested_outputs
+    else:
+        input_specs = _pick_keys(summary.suggested_inputs, options.inputs, "input")
+        if options.inputs and len(input_specs) != len(summary.suggested_inputs):
+            raise BadOptionsError("a SavedModel or Keras model takes all of its signature inputs; leave --inputs out")
+        output_specs = _pick_keys(summary.suggested_outputs, options.outputs, "output")
+    if not output_specs:
+        raise BadOptionsError("no outputs found or chosen; give them with --outputs")
+    if is_graph and not input_specs:
+        raise BadOptionsError("no inputs found or chosen; give them with --inputs")
+
+    given: dict[str, tuple[int, ...]] = {}
+    keys = {_key(spec): spec for spec in input_specs}
+    for raw_name, dims in options.shapes:
+        matches = resolve_names([raw_name], list(keys), what="input")
+        given[matches[0]] = dims
+
+    complete: dict[str, tuple[int, ...]] = {}
+    missing = []
+    warnings = []
+    for key, spec in keys.items():
+        if key in given:
+            complete[key] = given[key]
+            continue
+        if spec.shape is None:
+            if is_graph:
+                missing.append(f"{key} (rank unknown)")
+            continue
+        dims = list(spec.shape)
+        if dims and (dims[0] is None or dims[0] < 0) and is_graph:
+            dims[0] = 1
+            if Target.TFLITE in options.targets:
+                warnings.append(f"input {key}: batch size set to 1 in the .tflite")
+        unknown = [i for i, d in enumerate(dims) if d is None or d < 0]
+        if unknown and is_graph:
+            shown = ",".join("?" if d is None or d < 0 else str(d) for d in dims)
+            missing.append(f"{key} [{shown}] (dimension {', '.join(map(str, unknown))})")
+        complete[key] = tuple(int(d) if d is not None and d >= 0 else -1 for d in dims)
+    if missing:
+        raise BadOptionsError(
+            "give the full shape of "
+            + "; ".join(missing)
+            + f", e.g. --shape {next(iter(keys))}:1,224,224,3"
+        )
+    return ConversionPlan(input_specs, tuple(output_specs), complete, given, tuple(warnings))
+
+
+def _key(spec: TensorSpec) -> str:
+    return spec.key or spec.name
+
+
+def _graph_spec(node: object) -> TensorSpec:
+    return TensorSpec(node.name, node.dtype or "unknown", node.shape, op=node.op)  # type: ignore[attr-defined]
+
+
+def _pick_keys(available: tuple[TensorSpec, ...], requested: tuple[str, ...], what: str) -> tuple[TensorSpec, ...]:
+    if not requested:
+        return available
+    by_key = {_key(spec): spec for spec in available}
+    return tuple(by_key[key] for key in resolve_names(requested, list(by_key), what=f"signature {what}"))
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of what does the converting, for the record."""
+    import keras
+    import tensorflow as tf
+    from tensorflowjs import version
+
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflowjs": version.version,
+    }
+
+
+def artifact_stem(original: Path) -> str:
+    """'posenet.pb' -> 'posenet', 'mnet.tar.gz' -> 'mnet', a folder -> its name."""
+    name = original.name
+    for suffix in (".tar.gz", ".tgz", ".zip", ".pbtxt", ".pb", ".hdf5", ".h5", ".keras", ".tar"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name or "model"
+
+
+def convert_in_process(
+    model_path: Path,
+    out_dir: Path,
+    options: ConversionOptions,
+    work_dir: Path,
+    limits: ArchiveLimits = ArchiveLimits(),
+    stem: str | None = None,
+) -> ConversionResult:
+    """Convert `model_path` to each target in `options`, writing artifacts into `out_dir`.
+
+    `work_dir` is a private scratch folder (archives are unpacked there). Raises ConvbotError
+    subclasses with a short message; the full log is on the exception.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    source = detect_model(Path(model_path), work_dir / "source", limits)
+    summary = inspect_source(source)
+    plan = plan_conversion(summary, options)
+    timings["inspect"] = time.perf_counter() - started
+    stem = stem or artifact_stem(Path(model_path))
+    warnings = list(options.warnings) + list(plan.warnings)
+    if Target.TFJS_LAYERS in options.targets and not source.format.is_keras:
+        raise BadOptionsError("a TF.js layers model can only be made from a Keras model; use tfjs")
+
+    started = time.perf_counter()
+    import tensorflow  # noqa: F401 - timed on its own: it is most of a cold conversion
+
+    versions = tool_versions()
+    timings["load_tensorflow"] = time.perf_counter() - started
+
+    artifacts: list[Artifact] = []
+    logs: list[str] = []
+    needs_flex = False
+    if source.format.is_graph:
+        outcome = _convert_graph(source, plan, options, out_dir, work_dir, stem, timings, logs)
+    else:
+        outcome = _convert_via_saved_model(source, summary, plan, options, out_dir, work_dir, stem, timings, logs)
+    artifacts, needs_flex = outcome
+    if needs_flex:
+        warnings.append(
+            "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
+        )
+    return ConversionResult(
+        source=str(model_path),
+        format=source.format,
+        inputs=plan.inputs,
+        outputs=plan.outputs,
+        artifacts=tuple(artifacts),
+        timings={k: round(v, 4) for k, v in timings.items()},
+        versions=versions,
+        warnings=tuple(warnings),
+        needs_flex_delegate=needs_flex,
+        log="\n".join(log for log in logs if log.strip()),
+    )
+
+
+def _timed(timings: dict[str, float], stage: str) -> _Timer:
+    return _Timer(timings, stage)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], stage: str) -> None:
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.started
+
+
+def _convert_graph(
+    source: ModelSource,
+    plan: ConversionPlan,
+    options: ConversionOptions,
+    out_dir: Path,
+    work_dir: Path,
+    stem: str,
+    timings: dict[str, float],
+    logs: list[str],
+) -> tuple[list[Artifact], bool]:
+    from converter.tflite_export import tflite_from_frozen_graph
+    from converter.tfjs_export import tfjs_from_frozen_graph
+
+    graph = read_graph_def(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
+    inputs = [spec.name for spec in plan.inputs]
+    outputs = [spec.name for spec in plan.outputs]
+    artifacts = []
+    needs_flex = False
+    if Target.TFLITE in options.targets:
+        with _timed(timings, "convert_tflite"):
+            pruned_path = work_dir / "pruned_tflite.pb"
+            pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.tflite_shapes).SerializeToString())
+            outcome = tflite_from_frozen_graph(
+                pruned_path, inputs, outputs, plan.tflite_shapes, options.tflite_quantization, out_dir / f"{stem}.tflite"
+            )
+        logs.append(outcome.log)
+        needs_flex = outcome.needs_flex_delegate
+        artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+    if Target.TFJS in options.targets:
+        with _timed(timings, "convert_tfjs"):
+            # TF.js keeps unknown dimensions (a dynamic batch is useful in a browser); only given shapes apply.
+            pruned_path = work_dir / "pruned_tfjs.pb"
+            pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.given_shapes).SerializeToString())
+            tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
+            logs.append(tfjs_from_frozen_graph(pruned_path, outputs, options.tfjs_quantization, tfjs_dir))
+        artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+    return artifacts, needs_flex
+
+
+def _convert_via_saved_model(
+    source: ModelSource,
+    summary: ModelSummary,
+    plan: ConversionPlan,
+    options: ConversionOptions,
+    out_dir: Path,
+    work_dir: Path,
+    stem: str,
+    timings: dict[str, float],
+    logs: list[str],
+) -> tuple[list[Artifact], bool]:
+    from converter.serving_export import export_keras, export_saved_model_subset
+    from converter.tflite_export import tflite_from_saved_model
+    from converter.tfjs_export import tfjs_from_saved_model, tfjs_layers_from_keras
+
+    output_keys = [_key(spec) for spec in plan.outputs]
+    shapes: dict[str, tuple[int | None, ...] | None] = {k: tuple(v) for k, v in plan.given_shapes.items()}
+    serving_dir = source.path
+    needs_export = source.format.is_keras or bool(plan.given_shapes) or (
+        len(output_keys) != len(summary.suggested_outputs)
+    )
+    wants_graph_targets = Target.TFLITE in options.targets or Target.TFJS in options.targets
+    if needs_export and wants_graph_targets:
+        with _timed(timings, "load"):
+            export_dir = _fresh_dir(work_dir / "serving")
+            if source.format.is_keras:
+                serving_dir = export_keras(source.path, plan.inputs, output_keys, shapes, export_dir)
+            else:
+                key = summary.details.get("signature", fmt.SERVING_SIGNATURE)
+                serving_dir = export_saved_model_subset(
+                    source.path, key, plan.inputs, output_keys, shapes, export_dir
+                )
+    artifacts = []
+    needs_flex = False
+    if Target.TFLITE in options.targets:
+        with _timed(timings, "convert_tflite"):
+            outcome = tflite_from_saved_model(serving_dir, options.tflite_quantization, out_dir / f"{stem}.tflite")
+        logs.append(outcome.log)
+        needs_flex = outcome.needs_flex_delegate
+        artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+    if Target.TFJS in options.targets:
+        with _timed(timings, "convert_tfjs"):
+            tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
+            logs.append(tfjs_from_saved_model(serving_dir, options.tfjs_quantization, tfjs_dir))
+        artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+    if Target.TFJS_LAYERS in options.targets:
+        with _timed(timings, "convert_tfjs_layers"):
+            layers_dir = _fresh_dir(out_dir / f"{stem}_tfjs_layers")
+            logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
+        artifacts.append(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
+    return artifacts, needs_flex
+
+
+def _fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _checked_tfjs_artifact(folder: Path, target: Target, quantization: Quantization) -> Artifact:
+    problems = check_tfjs_files(folder)
+    if problems:
+        raise ConversionError(f"TF.js: the converter wrote an inconsistent model: {problems[0]}", "\n".join(problems))
+    return Artifact.from_path(target, folder, quantization)
+
+
+__all__ = ["ConversionPlan", "ConvbotError", "convert_in_process", "plan_conversion"]

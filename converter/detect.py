@@ -1,0 +1,250 @@
+"""Recognise what a user sent by its content, never its file name, and say plainly
+what is wrong with anything that is not a model convbot can read."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from converter import formats as fmt
+from converter.archive import ArchiveLimits, archive_kind, extract_archive
+from converter.errors import UnsupportedModelError
+from converter.formats import ModelFormat
+from converter.protos import (
+    LENGTH_DELIMITED,
+    VARINT,
+    GraphDef,
+    MetaGraphDef,
+    WireFormatError,
+    parse_saved_model,
+    top_level_fields,
+)
+
+HEAD_BYTES = 4096
+# Ops that only appear in a graph that still reads its weights from a variables/ folder.
+VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable", "RestoreV2", "ReadVariableOp"})
+ONNX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
+GRAPH_DEF_FIELDS = frozenset({1, 2, 3, 4, 5})
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A recognised model: `path` is what the loaders read (graph file, SavedModel folder, Keras file)."""
+
+    format: ModelFormat
+    path: Path
+    original: Path
+    file_size: int
+
+
+def detect_model(path: Path, work_dir: Path, limits: ArchiveLimits = ArchiveLimits()) -> ModelSource:
+    """Find out what `path` holds; archives are unpacked into `work_dir`, which must be private and empty."""
+    path = Path(path)
+    if not path.exists():
+        raise UnsupportedModelError(f"no such file or folder: {path}")
+    if path.is_dir():
+        return _detect_directory(path, path, _tree_size(path))
+    size = path.stat().st_size
+    if size == 0:
+        raise UnsupportedModelError("the file is empty")
+    with path.open("rb") as f:
+        head = f.read(HEAD_BYTES)
+
+    if head.startswith(fmt.HDF5_MAGIC):
+        return ModelSource(_classify_hdf5(path), path, path, size)
+    if head[4:8] == fmt.TFLITE_IDENTIFIER:
+        raise UnsupportedModelError(
+            "this is already a TensorFlow Lite model (.tflite); send the TensorFlow model it was made from"
+        )
+    if head.startswith((fmt.ZIP_MAGIC, fmt.ZIP_EMPTY_MAGIC)) and _is_keras_v3_zip(path):
+        return ModelSource(ModelFormat.KERAS_V3, path, path, size)
+    if archive_kind(path) is not None:
+        extract_archive(path, work_dir, limits)
+        return _detect_directory(work_dir, path, size)
+    if head.startswith(fmt.GZIP_MAGIC):
+        raise UnsupportedModelError("a gzip file that does not hold a tar archive; send a .zip or .tar.gz")
+    text = _as_text(head)
+    if text is not None:
+        return _detect_text(path, text, size)
+    return _detect_protobuf(path, size)
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _detect_directory(folder: Path, original: Path, size: int) -> ModelSource:
+    saved_models = sorted(folder.rglob(fmt.SAVED_MODEL_PB), key=lambda p: len(p.parts))
+    if saved_models:
+        root = saved_models[0].parent
+        _check_saved_model_folder(root)
+        return ModelSource(ModelFormat.SAVED_MODEL, root, original, size)
+    if list(folder.rglob(fmt.SAVED_MODEL_PBTXT)):
+        raise UnsupportedModelError(
+            "text SavedModels (saved_model.pbtxt) are not supported; save it with tf.saved_model.save(...)"
+        )
+    if list(folder.rglob(fmt.TFJS_MODEL_JSON)):
+        raise _tfjs_planned()
+    if list(folder.rglob("*.meta")):
+        raise UnsupportedModelError(
+            "TF1 checkpoints (.meta + .index + .data) are planned but not supported yet; "
+            "freeze the graph or save a SavedModel"
+        )
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if len(files) == 1:
+        # An archive around a single graph or Keras file: read that file.
+        inner = files[0]
+        detected = detect_model(inner, folder / ".inner-unused")
+        return ModelSource(detected.format, detected.path, original, size)
+    raise UnsupportedModelError(
+        "no model found in the archive: expected a SavedModel folder (saved_model.pb with variables/)"
+    )
+
+
+def _check_saved_model_folder(root: Path) -> None:
+    try:
+        meta_graphs = parse_saved_model((root / fmt.SAVED_MODEL_PB).read_bytes())
+    except (WireFormatError, ValueError) as error:
+        raise UnsupportedModelError("saved_model.pb is damaged or truncated") from error
+    if not meta_graphs:
+        raise UnsupportedModelError("saved_model.pb holds no graph")
+    if _needs_variables(meta_graphs) and not (root / fmt.SAVED_MODEL_VARIABLES_DIR / "variables.index").is_file():
+        raise _missing_variables()
+
+
+def _needs_variables(meta_graphs: list[MetaGraphDef]) -> bool:
+    for meta_graph in meta_graphs:
+        graph = meta_graph.graph_def
+        ops = {node.op for node in graph.node}
+        for function in graph.library.function:
+            ops.update(node.op for node in function.node_def)
+        if ops & VARIABLE_OPS:
+            return True
+    return False
+
+
+def _missing_variables() -> UnsupportedModelError:
+    return UnsupportedModelError(
+        "this is a SavedModel's saved_model.pb without its variables/ folder; "
+        "send the whole SavedModel folder as a .zip or .tar.gz"
+    )
+
+
+def _tfjs_planned() -> UnsupportedModelError:
+    return UnsupportedModelError(
+        "this is a TensorFlow.js model (model.json); TF.js models as input are planned but not supported yet"
+    )
+
+
+def _classify_hdf5(path: Path) -> ModelFormat:
+    import h5py  # light, and only needed for HDF5 files
+
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = set(h5.attrs.keys())
+            groups = set(h5.keys())
+    except OSError as error:
+        raise UnsupportedModelError("the HDF5 file is damaged or truncated") from error
+    if "model_config" in attrs:
+        return ModelFormat.KERAS_H5
+    if "layer_names" in attrs or "layers" in groups or "_layer_checkpoint_dependencies" in groups:
+        raise UnsupportedModelError(
+            "this file holds weights only; send the model saved with model.save(...) "
+            "(a .keras or full .h5 file), which includes its architecture"
+        )
+    raise UnsupportedModelError("this HDF5 file is not a Keras model (no model configuration in it)")
+
+
+def _is_keras_v3_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return fmt.KERAS_V3_CONFIG in names and (fmt.KERAS_V3_WEIGHTS in names or "metadata.json" in names)
+
+
+def _as_text(head: bytes) -> str | None:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # A cut multi-byte character at the end of the head is still text.
+        try:
+            text = head[:-4].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if any(ch in text for ch in "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f"):
+        return None
+    return text
+
+
+def _detect_text(path: Path, text: str, size: int) -> ModelSource:
+    stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict) and ("modelTopology" in data or "weightsManifest" in data):
+            raise _tfjs_planned()
+        raise UnsupportedModelError("this is a JSON file, not a model")
+    if stripped.startswith(("node {", "node{")):
+        return ModelSource(ModelFormat.FROZEN_GRAPH_TEXT, path, path, size)
+    if stripped.startswith(("saved_model_schema_version", "meta_graphs")):
+        raise UnsupportedModelError(
+            "text SavedModels (saved_model.pbtxt) are not supported; send the SavedModel folder as a .zip"
+        )
+    raise UnsupportedModelError("this is a text file, not a model")
+
+
+def _detect_protobuf(path: Path, size: int) -> ModelSource:
+    data = path.read_bytes()
+    fields: list[tuple[int, int]] = []
+    truncated = False
+    try:
+        for field, wire_type, _, _ in top_level_fields(data):
+            fields.append((field, wire_type))
+    except WireFormatError as error:
+        truncated = error.truncated and len(fields) > 0
+        if not truncated:
+            raise _not_a_model() from error
+    numbers = {field for field, _ in fields}
+    if not numbers:
+        raise _not_a_model()
+
+    if numbers <= {1, 2} and all(w == (VARINT if f == 1 else LENGTH_DELIMITED) for f, w in fields):
+        if truncated:
+            raise UnsupportedModelError("this SavedModel file is truncated; send it again")
+        try:
+            meta_graphs = parse_saved_model(data)
+        except Exception:
+            meta_graphs = []
+        if meta_graphs and any(m.graph_def.node for m in meta_graphs):
+            raise UnsupportedModelError(
+                "this is a SavedModel's saved_model.pb, not a frozen graph, and it is missing its variables/ "
+                "folder; send the whole SavedModel folder as a .zip or .tar.gz"
+            )
+    if numbers <= GRAPH_DEF_FIELDS and fields[0] == (1, LENGTH_DELIMITED):
+        if truncated:
+            raise UnsupportedModelError("the graph file is truncated (it ends in the middle of a node); send it again")
+        graph = GraphDef()
+        try:
+            graph.ParseFromString(data)
+        except Exception as error:
+            raise UnsupportedModelError("the graph file is damaged and cannot be read") from error
+        if graph.node and all(node.op for node in graph.node):
+            return ModelSource(ModelFormat.FROZEN_GRAPH, path, path, size)
+    if numbers <= ONNX_FIELDS and (7 in numbers or 8 in numbers) and fields[0] == (1, VARINT):
+        raise UnsupportedModelError("this is an ONNX model; convbot converts TensorFlow models only")
+    if truncated:
+        raise UnsupportedModelError("the file is truncated or damaged; send it again")
+    raise _not_a_model()
+
+
+def _not_a_model() -> UnsupportedModelError:
+    return UnsupportedModelError(
+        "not a model convbot can read; send a frozen graph (.pb), a SavedModel (.zip/.tar.gz) "
+        "or a Keras model (.h5/.keras)"
+    )

@@ -1,0 +1,62 @@
+"""Names of the model formats and the file-layout constants convbot relies on."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ModelFormat(str, Enum):
+    """A source model's format, as detected from the file's content."""
+
+    FROZEN_GRAPH = "frozen-graph"  # binary GraphDef
+    FROZEN_GRAPH_TEXT = "frozen-graph-text"  # text-format GraphDef (.pbtxt)
+    SAVED_MODEL = "saved-model"  # a directory, or an archive holding one
+    KERAS_H5 = "keras-h5"  # full-model HDF5 saved by model.save(...)
+    KERAS_V3 = "keras-v3"  # Keras 3 `.keras` zip
+
+    @property
+    def is_graph(self) -> bool:
+        return self in (ModelFormat.FROZEN_GRAPH, ModelFormat.FROZEN_GRAPH_TEXT)
+
+    @property
+    def is_keras(self) -> bool:
+        return self in (ModelFormat.KERAS_H5, ModelFormat.KERAS_V3)
+
+
+class Target(str, Enum):
+    """What a conversion produces."""
+
+    TFLITE = "tflite"
+    TFJS = "tfjs"  # TF.js graph model
+    TFJS_LAYERS = "tfjs-layers"  # TF.js layers model, Keras sources only
+
+
+class Quantization(str, Enum):
+    """Weight quantization of an artifact. The first three apply to TFLite, the rest to TF.js."""
+
+    NONE = "none"
+    FLOAT16 = "float16"
+    DYNAMIC = "dynamic"  # TFLite dynamic-range (the old post_training_quantize)
+    UINT8 = "uint8"  # TF.js affine weight quantization
+    UINT16 = "uint16"
+
+
+TFLITE_QUANTIZATIONS = (Quantization.NONE, Quantization.FLOAT16, Quantization.DYNAMIC)
+TFJS_QUANTIZATIONS = (Quantization.NONE, Quantization.FLOAT16, Quantization.UINT8, Quantization.UINT16)
+
+SAVED_MODEL_PB = "saved_model.pb"
+SAVED_MODEL_PBTXT = "saved_model.pbtxt"
+SAVED_MODEL_VARIABLES_DIR = "variables"
+SERVING_SIGNATURE = "serving_default"
+SERVING_TAG = "serve"
+TFJS_MODEL_JSON = "model.json"
+KERAS_V3_CONFIG = "config.json"
+KERAS_V3_WEIGHTS = "model.weights.h5"
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+ZIP_EMPTY_MAGIC = b"PK\x05\x06"
+GZIP_MAGIC = b"\x1f\x8b"
+TFLITE_IDENTIFIER = b"TFL3"  # FlatBuffer file identifier, at byte offset 4
+TAR_MAGIC_OFFSET = 257
+TAR_MAGIC = b"ustar"

@@ -1,0 +1,234 @@
+"""`inspect`: what is in a model, found without converting it and, for graphs, without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from converter import formats as fmt
+from converter.archive import ArchiveLimits
+from converter.detect import ModelSource, detect_model
+from converter.errors import UnsupportedModelError
+from converter.formats import ModelFormat
+from converter.graph_inspect import (
+    describe_nodes,
+    op_histogram,
+    read_graph_def,
+    suggest_inputs,
+    suggest_outputs,
+)
+from converter.protos import MetaGraphDef, dtype_name, parse_saved_model
+from converter.readiness import check_readiness, keras_readiness
+from converter.summary import LayerInfo, ModelSummary, NodeInfo, Shape, SignatureInfo, TensorSpec
+
+KERAS_CONFIG_MAX_BYTES = 64 * 1024 * 1024
+
+
+def inspect(path: str | Path, *, work_dir: Path | None = None, limits: ArchiveLimits = ArchiveLimits()) -> ModelSummary:
+    """Describe the model at `path`: format, nodes, suggested inputs and outputs, readiness.
+
+    Archives are unpacked into `work_dir` (a private empty folder) or a temporary folder
+    that is removed before returning.
+    """
+    if work_dir is not None:
+        return inspect_source(detect_model(Path(path), work_dir, limits))
+    with tempfile.TemporaryDirectory(prefix="convbot-inspect-") as tmp:
+        return inspect_source(detect_model(Path(path), Path(tmp), limits))
+
+
+def inspect_source(source: ModelSource) -> ModelSummary:
+    """Describe an already-detected model."""
+    if source.format.is_graph:
+        return _inspect_graph(source)
+    if source.format is ModelFormat.SAVED_MODEL:
+        return _inspect_saved_model(source)
+    return _inspect_keras(source)
+
+
+def _inspect_graph(source: ModelSource) -> ModelSummary:
+    graph = read_graph_def(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
+    nodes = describe_nodes(graph)
+    histogram = op_histogram(nodes)
+    inputs = suggest_inputs(nodes)
+    warnings = []
+    if not inputs:
+        warnings.append("the graph has no Placeholder; choose its input nodes yourself")
+    if any(node.name.startswith("import/") for node in nodes[:1]):
+        warnings.append("node names start with 'import/' (the graph was imported once more); keep the prefix")
+    return ModelSummary(
+        path=str(source.original),
+        format=source.format,
+        file_size=source.file_size,
+        node_count=len(nodes),
+        op_histogram=histogram,
+        suggested_inputs=tuple(inputs),
+        suggested_outputs=tuple(suggest_outputs(nodes)),
+        readiness=check_readiness(histogram),
+        nodes=tuple(nodes),
+        warnings=tuple(warnings),
+    )
+
+
+def _tensor_spec(key: str, info: Any) -> TensorSpec:
+    shape: Shape = None
+    if info.HasField("tensor_shape") and not info.tensor_shape.unknown_rank:
+        shape = tuple(None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
+    return TensorSpec(name=info.name, dtype=dtype_name(info.dtype), shape=shape, key=key)
+
+
+def _serving_meta_graph(meta_graphs: list[MetaGraphDef]) -> MetaGraphDef:
+    for meta_graph in meta_graphs:
+        if fmt.SERVING_TAG in meta_graph.meta_info_def.tags:
+            return meta_graph
+    return meta_graphs[0]
+
+
+def _inspect_saved_model(source: ModelSource) -> ModelSummary:
+    meta_graph = _serving_meta_graph(parse_saved_model((source.path / fmt.SAVED_MODEL_PB).read_bytes()))
+    signatures = tuple(
+        SignatureInfo(
+            key,
+            tuple(_tensor_spec(k, v) for k, v in sorted(sig.inputs.items())),
+            tuple(_tensor_spec(k, v) for k, v in sorted(sig.outputs.items())),
+        )
+        for key, sig in sorted(meta_graph.signature_def.items())
+        if not key.startswith("__")
+    )
+    graph = meta_graph.graph_def
+    nodes = describe_nodes(graph)
+    function_nodes = [NodeInfo(n.name, n.op) for f in graph.library.function for n in f.node_def]
+    # TF2 SavedModels keep their computation in functions; count those ops for readiness.
+    histogram = op_histogram(nodes + function_nodes)
+    warnings: list[str] = []
+    serving = next((s for s in signatures if s.key == fmt.SERVING_SIGNATURE), signatures[0] if signatures else None)
+    if serving is None:
+        raise UnsupportedModelError("the SavedModel has no signatures; export it with a serving signature")
+    if serving.key != fmt.SERVING_SIGNATURE:
+        warnings.append(f"no '{fmt.SERVING_SIGNATURE}' signature; using '{serving.key}'")
+    return ModelSummary(
+        path=str(source.original),
+        format=source.format,
+        file_size=source.file_size,
+        node_count=len(nodes) + len(function_nodes),
+        op_histogram=histogram,
+        suggested_inputs=serving.inputs,
+        suggested_outputs=serving.outputs,
+        readiness=check_readiness(histogram),
+        nodes=tuple(nodes),
+        signatures=signatures,
+        warnings=tuple(warnings),
+        details={"signature": serving.key, "tags": ",".join(meta_graph.meta_info_def.tags)},
+    )
+
+
+def read_keras_config(source: ModelSource) -> tuple[dict[str, Any], dict[str, str]]:
+    """The model's architecture as saved (no code runs), and version details."""
+    try:
+        if source.format is ModelFormat.KERAS_V3:
+            with zipfile.ZipFile(source.path) as archive:
+                info = archive.getinfo(fmt.KERAS_V3_CONFIG)
+                if info.file_size > KERAS_CONFIG_MAX_BYTES:
+                    raise UnsupportedModelError("the Keras model's config.json is too large")
+                config = json.loads(archive.read(info))
+                details = {}
+                if "metadata.json" in archive.namelist():
+                    metadata = json.loads(archive.read("metadata.json"))
+                    details = {"keras_version": str(metadata.get("keras_version", ""))}
+        else:
+            import h5py
+
+            with h5py.File(source.path, "r") as h5:
+                raw = h5.attrs["model_config"]
+                config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+                version = h5.attrs.get("keras_version", b"")
+                details = {"keras_version": version.decode() if isinstance(version, bytes) else str(version)}
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+        raise UnsupportedModelError("the Keras file is damaged: its model configuration cannot be read") from error
+    if not isinstance(config, dict):
+        raise UnsupportedModelError("the Keras file is damaged: its model configuration cannot be read")
+    return config, details
+
+
+def iter_layers(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every layer config, including those inside nested models."""
+    inner = config.get("config", {})
+    layers = inner.get("layers", []) if isinstance(inner, dict) else []
+    found: list[dict[str, Any]] = []
+    for layer in layers if isinstance(layers, list) else []:
+        if isinstance(layer, dict):
+            found.append(layer)
+            found.extend(iter_layers(layer))
+    return found
+
+
+def _layer_name(layer: dict[str, Any]) -> str:
+    config = layer.get("config", {})
+    return str(layer.get("name") or (config.get("name") if isinstance(config, dict) else "") or "")
+
+
+def _keras_inputs(config: dict[str, Any], layers: list[dict[str, Any]]) -> list[TensorSpec]:
+    top_layers = config.get("config", {}).get("layers", [])
+    specs = []
+    for layer in top_layers:
+        layer_config = layer.get("config", {})
+        shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
+        if layer.get("class_name") == "InputLayer" or (shape and layer is top_layers[0]):
+            name = _layer_name(layer)
+            dims = None if shape is None else tuple(None if d is None else int(d) for d in shape)
+            dtype = layer_config.get("dtype", "float32")
+            if isinstance(dtype, dict):  # Keras 3 DTypePolicy
+                dtype = dtype.get("config", {}).get("name", "float32")
+            specs.append(TensorSpec(name=name, dtype=str(dtype), shape=dims, key=name))
+    return specs
+
+
+def _keras_outputs(config: dict[str, Any], layers: list[dict[str, Any]]) -> list[TensorSpec]:
+    outputs = config.get("config", {}).get("output_layers")
+    if isinstance(outputs, list) and outputs:
+        # [[name, node, tensor], ...], or a single [name, node, tensor] in Keras 3 for one output
+        entries = outputs if isinstance(outputs[0], list) else [outputs]
+        names = [str(entry[0]) for entry in entries]
+    else:
+        top_layers = config.get("config", {}).get("layers", [])
+        names = [_layer_name(top_layers[-1])] if top_layers else []
+    return [TensorSpec(name=name, key=name) for name in names]
+
+
+def _inspect_keras(source: ModelSource) -> ModelSummary:
+    config, details = read_keras_config(source)
+    layers = iter_layers(config)
+    check_keras_config_is_safe(layers)
+    layer_infos = tuple(LayerInfo(_layer_name(layer), str(layer.get("class_name", ""))) for layer in layers)
+    histogram = dict(Counter(layer.class_name for layer in layer_infos).most_common())
+    return ModelSummary(
+        path=str(source.original),
+        format=source.format,
+        file_size=source.file_size,
+        node_count=len(layer_infos),
+        op_histogram=histogram,
+        suggested_inputs=tuple(_keras_inputs(config, layers)),
+        suggested_outputs=tuple(_keras_outputs(config, layers)),
+        readiness=keras_readiness(),
+        layers=layer_infos,
+        details=details,
+    )
+
+
+def check_keras_config_is_safe(layers: list[dict[str, Any]]) -> None:
+    """Refuse, before anything is loaded, a model whose layers would run code from the file."""
+    for layer in layers:
+        if layer.get("class_name") == "Lambda":
+            raise UnsupportedModelError(
+                f"layer '{_layer_name(layer)}' is a Lambda layer, which stores Python code; convbot does not run "
+                "code from uploads. Replace the Lambda with built-in layers, or export a SavedModel"
+            )
+        module = str(layer.get("module") or "")
+        if module and not module.startswith("keras"):
+            raise UnsupportedModelError(
+                f"layer '{_layer_name(layer)}' uses the custom class {module}.{layer.get('class_name')}, "
+                "whose code is not in the file; export a SavedModel (model.export(...)) and send that"
+            )

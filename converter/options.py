@@ -1,0 +1,104 @@
+"""What a user asks of a conversion, as small typed values, and the parsing of the
+text forms the CLI and the bot accept (`name:1,224,224,3`, `float16`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from converter.errors import BadOptionsError
+from converter.formats import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, Quantization, Target
+
+DEFAULT_TIMEOUT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """Targets, chosen nodes, shapes and quantization; empty inputs/outputs mean the suggested ones."""
+
+    targets: tuple[Target, ...] = (Target.TFLITE, Target.TFJS)
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    tflite_quantization: Quantization = Quantization.NONE
+    tfjs_quantization: Quantization = Quantization.NONE
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise BadOptionsError("choose at least one target: tflite, tfjs")
+        if self.tflite_quantization not in TFLITE_QUANTIZATIONS:
+            raise BadOptionsError(f"TFLite takes quantization {_names(TFLITE_QUANTIZATIONS)}")
+        if self.tfjs_quantization not in TFJS_QUANTIZATIONS:
+            raise BadOptionsError(f"TF.js takes quantization {_names(TFJS_QUANTIZATIONS)}")
+
+    @property
+    def shape_map(self) -> dict[str, tuple[int, ...]]:
+        return dict(self.shapes)
+
+
+def _names(values: Iterable[Quantization]) -> str:
+    return ", ".join(v.value for v in values)
+
+
+def parse_targets(text: str) -> tuple[Target, ...]:
+    """'tflite,tfjs' or 'all' -> targets."""
+    if text.strip().lower() in ("all", ""):
+        return (Target.TFLITE, Target.TFJS)
+    targets = []
+    for part in text.split(","):
+        try:
+            targets.append(Target(part.strip().lower()))
+        except ValueError:
+            raise BadOptionsError(f"unknown target '{part.strip()}'; use tflite, tfjs, tfjs-layers or all") from None
+    return tuple(dict.fromkeys(targets))
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """'name:1,224,224,3' -> ('name', (1, 224, 224, 3)). The name may itself hold ':' (as in 'x:0')."""
+    name, sep, dims = text.strip().rpartition(":")
+    if not sep or not name:
+        raise BadOptionsError(f"a shape is written name:dims, like image:1,224,224,3 (got '{text}')")
+    try:
+        values = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise BadOptionsError(f"the dimensions in '{text}' must be whole numbers, like 1,224,224,3") from None
+    if not values or any(v <= 0 for v in values):
+        raise BadOptionsError(f"the dimensions in '{text}' must be positive, like 1,224,224,3")
+    return name.strip(), values
+
+
+def split_quantization(text: str) -> tuple[Quantization, Quantization, list[str]]:
+    """One user word -> (TFLite quantization, TF.js quantization, warnings).
+
+    'float16' applies to both; 'dynamic' and 'uint8' are both 8-bit weights, so each target gets
+    its own 8-bit kind; 'uint16' exists only in TF.js. 'tflite:dynamic,tfjs:uint16' sets each.
+    """
+    text = text.strip().lower() or "none"
+    if ":" in text:
+        tflite, tfjs = Quantization.NONE, Quantization.NONE
+        for part in text.split(","):
+            target, _, value = part.partition(":")
+            quant = _quantization(value)
+            if target.strip() == "tflite":
+                tflite = quant
+            elif target.strip() == "tfjs":
+                tfjs = quant
+            else:
+                raise BadOptionsError(f"unknown target '{target}' in '{text}'; use tflite:... or tfjs:...")
+        return tflite, tfjs, []
+    quant = _quantization(text)
+    if quant in (Quantization.NONE, Quantization.FLOAT16):
+        return quant, quant, []
+    if quant in (Quantization.DYNAMIC, Quantization.UINT8):
+        return Quantization.DYNAMIC, Quantization.UINT8, []
+    return Quantization.NONE, Quantization.UINT16, ["TFLite has no 16-bit weight quantization; the .tflite stays float32"]
+
+
+def _quantization(text: str) -> Quantization:
+    try:
+        return Quantization(text.strip())
+    except ValueError:
+        raise BadOptionsError(
+            f"unknown quantization '{text}'; use none, float16, dynamic, uint8 or uint16"
+        ) from None

@@ -1,0 +1,119 @@
+"""TensorFlow.js conversion through the tensorflowjs package, and a check that the files it
+wrote are complete and consistent.
+
+The conversion functions import TensorFlow; `check_tfjs_files` does not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+from converter import formats as fmt
+from converter.error_messages import explain_failure
+from converter.errors import ConversionError
+from converter.formats import ModelFormat, Quantization, Target
+
+# tensorflow_decision_forests (pulled in by tensorflowjs) imports IPython for a welcome banner
+# whenever stdout is redirected (as under pytest or redirect_stdout), and IPython is not installed.
+os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+
+QUANTIZED_BYTES = {"uint8": 1, "uint16": 2, "float16": 2}
+DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int64": 8, "complex64": 8}
+
+
+def _quantization_map(quantization: Quantization) -> dict[str, str] | None:
+    if quantization is Quantization.NONE:
+        return None
+    return {quantization.value: "*"}
+
+
+def _run_tfjs(work: Any) -> str:
+    # tensorflowjs prints progress and raises plain exceptions; keep both for the log.
+    buffer = io.StringIO()
+    try:
+        with redirect_stdout(buffer), redirect_stderr(buffer):
+            work()
+    except Exception as error:  # noqa: BLE001 - every failure becomes a ConversionError with the log
+        log = f"{buffer.getvalue()}\n{type(error).__name__}: {error}"
+        raise ConversionError(explain_failure(Target.TFJS, log), log) from None
+    return buffer.getvalue()
+
+
+def tfjs_from_frozen_graph(graph_path: Path, outputs: list[str], quantization: Quantization, out_dir: Path) -> str:
+    """A TF.js graph model whose inputs and outputs keep the graph's node names."""
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    return _run_tfjs(
+        lambda: tfjs.convert_tf_frozen_model(
+            str(graph_path), ",".join(outputs), str(out_dir), quantization_dtype_map=_quantization_map(quantization)
+        )
+    )
+
+
+def tfjs_from_saved_model(saved_model_dir: Path, quantization: Quantization, out_dir: Path) -> str:
+    """A TF.js graph model of the serving signature; its signature keeps the keys."""
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    return _run_tfjs(
+        lambda: tfjs.convert_tf_saved_model(
+            str(saved_model_dir),
+            str(out_dir),
+            signature_def=fmt.SERVING_SIGNATURE,
+            saved_model_tags=fmt.SERVING_TAG,
+            quantization_dtype_map=_quantization_map(quantization),
+        )
+    )
+
+
+def tfjs_layers_from_keras(model_path: Path, model_format: ModelFormat, quantization: Quantization, out_dir: Path) -> str:
+    """A TF.js layers model straight from the Keras file (read as data, nothing executed)."""
+    from tensorflowjs.converters import converter as tfjs
+
+    dispatch = (
+        tfjs.dispatch_keras_h5_to_tfjs_layers_model_conversion
+        if model_format is ModelFormat.KERAS_H5
+        else tfjs.dispatch_keras_keras_to_tfjs_layers_model_conversion
+    )
+    return _run_tfjs(lambda: dispatch(str(model_path), str(out_dir), quantization_dtype_map=_quantization_map(quantization)))
+
+
+def check_tfjs_files(model_dir: Path) -> list[str]:
+    """Problems with a TF.js model folder: model.json unreadable, a shard missing, sizes that do
+    not add up to the weights the manifest declares. An empty list means it is consistent."""
+    model_json = model_dir / fmt.TFJS_MODEL_JSON
+    try:
+        manifest = json.loads(model_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return [f"model.json cannot be read: {error}"]
+    problems = []
+    if "modelTopology" not in manifest:
+        problems.append("model.json has no modelTopology")
+    for group in manifest.get("weightsManifest", []):
+        shard_bytes = 0
+        for shard in group.get("paths", []):
+            shard_path = model_dir / shard
+            if not shard_path.is_file():
+                problems.append(f"weight shard {shard} is missing")
+            else:
+                shard_bytes += shard_path.stat().st_size
+        weights = group.get("weights", [])
+        declared = sum(_weight_bytes(weight) for weight in weights)
+        # String weights carry their own lengths inside the shard, so their size is not declared.
+        has_strings = any(weight.get("dtype") == "string" for weight in weights)
+        if not has_strings and shard_bytes != declared and not any(p.endswith("missing") for p in problems):
+            problems.append(f"weight shards hold {shard_bytes} bytes but the manifest declares {declared}")
+    return problems
+
+
+def _weight_bytes(weight: dict[str, Any]) -> int:
+    count = math.prod(int(d) for d in weight.get("shape", []))
+    quantization = weight.get("quantization")
+    if quantization:
+        return count * QUANTIZED_BYTES.get(quantization.get("dtype", ""), 4)
+    return count * DTYPE_BYTES.get(weight.get("dtype", "float32"), 4)

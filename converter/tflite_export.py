@@ -1,0 +1,94 @@
+"""TensorFlow Lite conversion: builtins first, Select TF ops (Flex) when builtins cannot do it.
+
+Runs in the conversion process only: it imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from converter import formats as fmt
+from converter.error_messages import explain_failure
+from converter.errors import ConversionError
+from converter.formats import Quantization, Target
+
+
+@dataclass(frozen=True)
+class TFLiteOutcome:
+    path: Path
+    needs_flex_delegate: bool
+    log: str
+
+
+def _configure(converter: Any, quantization: Quantization, select_ops: bool) -> None:
+    import tensorflow as tf
+
+    if quantization is Quantization.FLOAT16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization is Quantization.DYNAMIC:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if select_ops:
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    converter.target_spec.supported_ops = ops
+
+
+def _needs_select_ops(log: str) -> bool:
+    return "SELECT_TF_OPS" in log or "not supported by the native TFLite runtime" in log or "Flex" in log
+
+
+def convert_with_fallback(make_converter: Any, quantization: Quantization, out_path: Path) -> TFLiteOutcome:
+    """Convert with builtins; on unsupported ops, again with SELECT_TF_OPS; write `out_path`."""
+    from tensorflow.lite.python.convert import ConverterError
+
+    logs = []
+    for select_ops in (False, True):
+        converter = make_converter()
+        _configure(converter, quantization, select_ops)
+        try:
+            flatbuffer = converter.convert()
+        except (ConverterError, ValueError, RuntimeError) as error:
+            log = f"{type(error).__name__}: {error}"
+            logs.append(log)
+            if not select_ops and _needs_select_ops(log):
+                continue
+            full_log = "\n\n".join(logs)
+            raise ConversionError(explain_failure(Target.TFLITE, full_log), full_log) from None
+        out_path.write_bytes(flatbuffer)
+        return TFLiteOutcome(out_path, select_ops, "\n\n".join(logs))
+    raise AssertionError("unreachable")
+
+
+def tflite_from_frozen_graph(
+    graph_path: Path,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    shapes: dict[str, tuple[int, ...]],
+    quantization: Quantization,
+    out_path: Path,
+) -> TFLiteOutcome:
+    """The TF1 path the seed took: tensors keep the graph's node names."""
+    import tensorflow as tf
+
+    def make() -> Any:
+        return tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+            str(graph_path), list(inputs), list(outputs), input_shapes={k: list(v) for k, v in shapes.items()}
+        )
+
+    return convert_with_fallback(make, quantization, out_path)
+
+
+def tflite_from_saved_model(saved_model_dir: Path, quantization: Quantization, out_path: Path) -> TFLiteOutcome:
+    """Convert the serving signature; the TFLite signature keeps its input and output keys."""
+    import tensorflow as tf
+
+    def make() -> Any:
+        return tf.lite.TFLiteConverter.from_saved_model(
+            str(saved_model_dir), signature_keys=[fmt.SERVING_SIGNATURE], tags={fmt.SERVING_TAG}
+        )
+
+    return convert_with_fallback(make, quantization, out_path)
