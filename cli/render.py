@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from converter.result import ConversionResult
-from converter.summary import ModelSummary, OpNote, Shape, TensorSpec
+from converter.op_support import OpFinding
+from converter.summary import ModelSummary, Shape, TensorSpec
 
 MAX_NODES_SHOWN = 40
 
@@ -41,7 +42,7 @@ def _spec_rows(specs: Sequence[TensorSpec]) -> list[list[str]]:
     ]
 
 
-def _notes(title: str, notes: Sequence[OpNote]) -> list[str]:
+def _notes(title: str, notes: Sequence[OpFinding]) -> list[str]:
     return [f"  {title}:"] + [f"    {n.op} (x{n.count}): {n.note}" for n in notes] if notes else []
 
 
@@ -71,7 +72,7 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
         lines.append("")
     readiness = summary.readiness
     lines.append("readiness:")
-    if not readiness.checked:
+    if readiness is None:
         lines.append("  checked when converting (a Keras model's ops are known once it is loaded)")
     else:
         tflite = "ok" if readiness.tflite_builtin_ok else (
@@ -82,6 +83,7 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
         lines += _notes("not convertible", readiness.tflite_unsupported)
         lines.append(f"  TF.js:  {'ok' if readiness.tfjs_ok else 'has unsupported ops'}")
         lines += _notes("not supported", readiness.tfjs_unsupported)
+        lines += _notes("runs only with executeAsync()", readiness.tfjs_needs_execute_async)
     for warning in summary.warnings:
         lines.append(f"warning: {warning}")
     if summary.nodes:

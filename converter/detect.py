@@ -15,7 +15,7 @@ from converter.formats import ModelFormat
 from converter.protos import (
     LENGTH_DELIMITED,
     VARINT,
-    GraphDef,
+    DecodeError,
     MetaGraphDef,
     WireFormatError,
     parse_saved_model,
@@ -27,6 +27,7 @@ HEAD_BYTES = 4096
 VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable", "RestoreV2", "ReadVariableOp"})
 ONNX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
 GRAPH_DEF_FIELDS = frozenset({1, 2, 3, 4, 5})
+CLASSIFY_FIELDS = 32
 
 
 @dataclass(frozen=True)
@@ -199,27 +200,34 @@ def _detect_text(path: Path, text: str, size: int) -> ModelSource:
     raise UnsupportedModelError("this is a text file, not a model")
 
 
-def _detect_protobuf(path: Path, size: int) -> ModelSource:
-    data = path.read_bytes()
+def _first_fields(data: bytes) -> tuple[list[tuple[int, int]], bool]:
+    """The first top-level fields as (number, wire type), and whether the bytes end mid-field."""
     fields: list[tuple[int, int]] = []
-    truncated = False
     try:
-        for field, wire_type, _, _ in top_level_fields(data):
+        for field, wire_type, _, _ in top_level_fields(memoryview(data)):
             fields.append((field, wire_type))
+            if len(fields) >= CLASSIFY_FIELDS:
+                break
     except WireFormatError as error:
-        truncated = error.truncated and len(fields) > 0
-        if not truncated:
+        if not (error.truncated and fields):
             raise _not_a_model() from error
+        return fields, True
+    return fields, False
+
+
+def _detect_protobuf(path: Path, size: int) -> ModelSource:
+    # Classify from the first fields only: a 100 MB graph is parsed once, by inspection.
+    data = path.read_bytes()
+    fields, truncated = _first_fields(data)
     numbers = {field for field, _ in fields}
     if not numbers:
         raise _not_a_model()
-
     if numbers <= {1, 2} and all(w == (VARINT if f == 1 else LENGTH_DELIMITED) for f, w in fields):
         if truncated:
             raise UnsupportedModelError("this SavedModel file is truncated; send it again")
         try:
             meta_graphs = parse_saved_model(data)
-        except Exception:
+        except (WireFormatError, DecodeError, RuntimeError):
             meta_graphs = []
         if meta_graphs and any(m.graph_def.node for m in meta_graphs):
             raise UnsupportedModelError(
@@ -228,19 +236,17 @@ def _detect_protobuf(path: Path, size: int) -> ModelSource:
             )
     if numbers <= GRAPH_DEF_FIELDS and fields[0] == (1, LENGTH_DELIMITED):
         if truncated:
-            raise UnsupportedModelError("the graph file is truncated (it ends in the middle of a node); send it again")
-        graph = GraphDef()
-        try:
-            graph.ParseFromString(data)
-        except Exception as error:
-            raise UnsupportedModelError("the graph file is damaged and cannot be read") from error
-        if graph.node and all(node.op for node in graph.node):
-            return ModelSource(ModelFormat.FROZEN_GRAPH, path, path, size)
+            raise _truncated_graph()
+        return ModelSource(ModelFormat.FROZEN_GRAPH, path, path, size)
     if numbers <= ONNX_FIELDS and (7 in numbers or 8 in numbers) and fields[0] == (1, VARINT):
         raise UnsupportedModelError("this is an ONNX model; convbot converts TensorFlow models only")
     if truncated:
         raise UnsupportedModelError("the file is truncated or damaged; send it again")
     raise _not_a_model()
+
+
+def _truncated_graph() -> UnsupportedModelError:
+    return UnsupportedModelError("the graph file is truncated (it ends in the middle of a node); send it again")
 
 
 def _not_a_model() -> UnsupportedModelError:

@@ -7,14 +7,16 @@ outputs are the nodes nothing else consumes, minus the leftovers of training.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 
 from converter.errors import UnsupportedModelError
-from converter.protos import GraphDef, dtype_name
+from converter.protos import DecodeError, GraphDef, WireFormatError, dtype_name, top_level_fields
 from converter.summary import NodeInfo, Shape, TensorSpec
 
 INPUT_OPS = frozenset({"Placeholder", "PlaceholderV2"})
@@ -62,6 +64,10 @@ NOT_OUTPUT_OPS = frozenset(
         "Rank",
     }
 )
+# Last name parts of values only training computes; a summary often reads them, nothing else does.
+TRAINING_VALUE_NAME = re.compile(
+    r"(^|_)(loss|losses|accuracy|cross_entropy|xent|learning_rate|global_step)(_\d+)?$", re.IGNORECASE
+)
 TRAINING_OP_PREFIXES = ("Apply", "ResourceApply", "SparseApply", "ResourceSparseApply")
 TRAINING_NAME_PARTS = ("gradients", "save", "save_1", "summaries", "train", "init", "report_uninitialized_variables")
 
@@ -69,16 +75,33 @@ TRAINING_NAME_PARTS = ("gradients", "save", "save_1", "summaries", "train", "ini
 def read_graph_def(path: Path, text: bool = False) -> GraphDef:
     """Parse a binary (or, with `text`, a text-format) frozen graph."""
     graph = GraphDef()
-    try:
-        if text:
+    if text:
+        try:
             text_format.Parse(path.read_text(encoding="utf-8"), graph)
-        else:
-            graph.ParseFromString(path.read_bytes())
-    except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise UnsupportedModelError(f"the text graph cannot be read: {_first_line(error)}") from error
-    except Exception as error:  # DecodeError and upb's RuntimeError alike
+        except (text_format.ParseError, UnicodeDecodeError) as error:
+            raise UnsupportedModelError(f"the text graph cannot be read: {_first_line(error)}") from error
+        return graph
+    data = path.read_bytes()
+    try:
+        graph.ParseFromString(data)
+    except (DecodeError, RuntimeError) as error:  # upb raises either
+        if _ends_mid_field(data):
+            raise UnsupportedModelError(
+                "the graph file is truncated (it ends in the middle of a node); send it again"
+            ) from error
         raise UnsupportedModelError("the graph file is damaged and cannot be read") from error
+    if not graph.node or not all(node.op for node in graph.node):
+        raise UnsupportedModelError("the file is not a TensorFlow graph (it has no operations)")
     return graph
+
+
+def _ends_mid_field(data: bytes) -> bool:
+    try:
+        for _ in top_level_fields(memoryview(data)):
+            pass
+    except WireFormatError as error:
+        return error.truncated
+    return False
 
 
 def _first_line(error: Exception) -> str:
@@ -92,36 +115,35 @@ def source_node(reference: str) -> str:
     return head if sep and tail.isdigit() else name
 
 
-def _node_dtype(node: object) -> str | None:
-    attrs = node.attr  # type: ignore[attr-defined]
-    for key in ("dtype", "T", "out_type", "DstT"):
-        if key in attrs:
-            return dtype_name(attrs[key].type)
-    return None
+DTYPE_ATTRS = ("dtype", "T", "out_type", "DstT")
 
 
-def _shape_of(proto: object) -> Shape:
-    if proto.unknown_rank:  # type: ignore[attr-defined]
+def _shape_of(proto: Any) -> Shape:
+    if proto.unknown_rank:
         return None
-    return tuple(None if d.size < 0 else int(d.size) for d in proto.dim)  # type: ignore[attr-defined]
+    return tuple(None if d.size < 0 else int(d.size) for d in proto.dim)
 
 
-def _node_shape(node: object) -> Shape:
-    attrs = node.attr  # type: ignore[attr-defined]
+def _describe(node: Any) -> NodeInfo:
+    attrs = node.attr
+    dtype = None
+    for key in DTYPE_ATTRS:
+        if key in attrs:
+            dtype = dtype_name(attrs[key].type)
+            break
+    shape: Shape = None
     if "shape" in attrs and attrs["shape"].HasField("shape"):
-        return _shape_of(attrs["shape"].shape)
-    if "_output_shapes" in attrs and attrs["_output_shapes"].list.shape:
-        return _shape_of(attrs["_output_shapes"].list.shape[0])
-    if node.op == "Const" and "value" in attrs:  # type: ignore[attr-defined]
-        return _shape_of(attrs["value"].tensor.tensor_shape)
-    return None
+        shape = _shape_of(attrs["shape"].shape)
+    elif "_output_shapes" in attrs and attrs["_output_shapes"].list.shape:
+        shape = _shape_of(attrs["_output_shapes"].list.shape[0])
+    elif "value" in attrs and node.op == "Const":
+        shape = _shape_of(attrs["value"].tensor.tensor_shape)
+    return NodeInfo(node.name, node.op, tuple(node.input), dtype, shape)
 
 
 def describe_nodes(graph: GraphDef) -> list[NodeInfo]:
     """Every node with its op, inputs and, where the graph records them, dtype and shape."""
-    return [
-        NodeInfo(node.name, node.op, tuple(node.input), _node_dtype(node), _node_shape(node)) for node in graph.node
-    ]
+    return [_describe(node) for node in graph.node]
 
 
 def op_histogram(nodes: Iterable[NodeInfo]) -> dict[str, int]:
@@ -146,7 +168,8 @@ def _is_training_only(node: NodeInfo) -> bool:
         return True
     if "Summary" in node.op or node.op.startswith(("Save", "Restore")):
         return True
-    return _in_training_scope(node.name) or node.name.rsplit("/", 1)[-1] in ("init", "init_1")
+    last = node.name.rsplit("/", 1)[-1]
+    return _in_training_scope(node.name) or last in ("init", "init_1") or bool(TRAINING_VALUE_NAME.search(last))
 
 
 def _in_training_scope(name: str) -> bool:
@@ -157,13 +180,17 @@ def _in_training_scope(name: str) -> bool:
 def suggest_outputs(nodes: list[NodeInfo]) -> list[TensorSpec]:
     """Nodes nothing consumes, minus constants and training leftovers, real heads first.
 
-    A reference of any kind ('^ctrl', 'name:1') counts as consuming its node. Where the graph
+    A reference of any kind ('^ctrl', 'name:1') counts as consuming its node, unless the consumer
+    is a summary. Where the graph
     has placeholders, a sink that does not depend on one cannot be an output of the model.
     """
     by_name = {node.name: node for node in nodes}
     consumed: set[str] = set()
     for node in nodes:
-        consumed.update(source_node(ref) for ref in node.inputs)
+        # A head that only a summary reads is still a head. Gradients do count: what they read
+        # first is the loss, which is no output of the trained model.
+        if "Summary" not in node.op:
+            consumed.update(source_node(ref) for ref in node.inputs)
     sinks = [n for n in nodes if n.name not in consumed and not _is_training_only(n)]
 
     inputs = {n.name for n in nodes if n.op in INPUT_OPS or n.op in OPTIONAL_INPUT_OPS}

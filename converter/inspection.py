@@ -22,7 +22,7 @@ from converter.graph_inspect import (
     suggest_outputs,
 )
 from converter.protos import MetaGraphDef, dtype_name, parse_saved_model
-from converter.readiness import check_readiness, keras_readiness
+from converter.op_support import check_readiness
 from converter.summary import LayerInfo, ModelSummary, NodeInfo, Shape, SignatureInfo, TensorSpec
 
 KERAS_CONFIG_MAX_BYTES = 64 * 1024 * 1024
@@ -212,7 +212,7 @@ def _inspect_keras(source: ModelSource) -> ModelSummary:
         op_histogram=histogram,
         suggested_inputs=tuple(_keras_inputs(config, layers)),
         suggested_outputs=tuple(_keras_outputs(config, layers)),
-        readiness=keras_readiness(),
+        readiness=None,
         layers=layer_infos,
         details=details,
     )

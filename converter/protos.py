@@ -8,6 +8,7 @@ TensorFlow takes seconds. Inspection must stay fast, so it reads graphs through 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto.graph_pb2 import GraphDef
@@ -96,6 +97,7 @@ def parse_saved_model(data: bytes) -> list[MetaGraphDef]:
     return meta_graphs
 
 
+@cache
 def dtype_name(dtype: int) -> str:
     """'float32' for DT_FLOAT, 'int64' for DT_INT64, ...; the names NumPy and users know."""
     if dtype == 0:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, NamedTuple
 
 from converter.formats import ModelFormat
+from converter.op_support import OpFinding, Readiness
 
 Shape = tuple[int | None, ...] | None  # None: rank unknown; None in a dimension: size unknown
 
@@ -27,9 +28,9 @@ class TensorSpec:
         return [i for i, d in enumerate(self.shape or ()) if d is None or d < 0]
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node of a graph."""
+class NodeInfo(NamedTuple):
+    """One node of a graph. A named tuple, not a dataclass: graphs have tens of thousands of
+    nodes, and building them is most of the time a big graph takes to inspect."""
 
     name: str
     op: str
@@ -56,27 +57,6 @@ class LayerInfo:
 
 
 @dataclass(frozen=True)
-class OpNote:
-    """An op a target cannot take as it is, and what that means for the user."""
-
-    op: str
-    count: int
-    note: str
-
-
-@dataclass(frozen=True)
-class TargetReadiness:
-    """Whether a graph's ops suit TFLite and TF.js, found before converting."""
-
-    checked: bool = True  # False when the ops are only known after loading (Keras)
-    tflite_builtin_ok: bool = True
-    tflite_needs_select_ops: tuple[OpNote, ...] = ()
-    tflite_unsupported: tuple[OpNote, ...] = ()
-    tfjs_ok: bool = True
-    tfjs_unsupported: tuple[OpNote, ...] = ()
-
-
-@dataclass(frozen=True)
 class ModelSummary:
     """Everything `converter.inspect` learns about a model, without converting it."""
 
@@ -87,7 +67,7 @@ class ModelSummary:
     op_histogram: dict[str, int]
     suggested_inputs: tuple[TensorSpec, ...]
     suggested_outputs: tuple[TensorSpec, ...]
-    readiness: TargetReadiness
+    readiness: Readiness | None  # None: a Keras model's ops are known only once loaded
     nodes: tuple[NodeInfo, ...] = ()
     signatures: tuple[SignatureInfo, ...] = ()
     layers: tuple[LayerInfo, ...] = ()
@@ -101,8 +81,10 @@ class ModelSummary:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        nodes = self.nodes
+        data = asdict(replace(self, nodes=()))  # asdict would turn the node tuples into lists
         data["format"] = self.format.value
+        data["nodes"] = [node._asdict() for node in nodes]
         return data
 
     @classmethod
@@ -110,8 +92,8 @@ class ModelSummary:
         def specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
             return tuple(TensorSpec(**{**item, "shape": _shape(item.get("shape"))}) for item in items)
 
-        def notes(items: list[dict[str, Any]]) -> tuple[OpNote, ...]:
-            return tuple(OpNote(**item) for item in items)
+        def findings(items: list[dict[str, Any]]) -> tuple[OpFinding, ...]:
+            return tuple(OpFinding(**item) for item in items)
 
         readiness = data["readiness"]
         return cls(
@@ -122,13 +104,15 @@ class ModelSummary:
             op_histogram=dict(data["op_histogram"]),
             suggested_inputs=specs(data["suggested_inputs"]),
             suggested_outputs=specs(data["suggested_outputs"]),
-            readiness=TargetReadiness(
-                checked=readiness["checked"],
+            readiness=None
+            if readiness is None
+            else Readiness(
                 tflite_builtin_ok=readiness["tflite_builtin_ok"],
-                tflite_needs_select_ops=notes(readiness["tflite_needs_select_ops"]),
-                tflite_unsupported=notes(readiness["tflite_unsupported"]),
+                tflite_needs_select_ops=findings(readiness["tflite_needs_select_ops"]),
+                tflite_unsupported=findings(readiness["tflite_unsupported"]),
                 tfjs_ok=readiness["tfjs_ok"],
-                tfjs_unsupported=notes(readiness["tfjs_unsupported"]),
+                tfjs_unsupported=findings(readiness["tfjs_unsupported"]),
+                tfjs_needs_execute_async=findings(readiness["tfjs_needs_execute_async"]),
             ),
             nodes=tuple(
                 NodeInfo(n["name"], n["op"], tuple(n["inputs"]), n["dtype"], _shape(n["shape"]))

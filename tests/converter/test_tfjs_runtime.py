@@ -1,0 +1,484 @@
+"""converter.tfjs_runtime end to end: tiny TensorFlow models, converted with tensorflowjs in-process,
+run in the real TF.js runtime (Node.js + @tensorflow/tfjs from node/) and compared with TensorFlow.
+
+Needs `cd node && npm ci` to have been run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+# Before anything imports tensorflowjs: tensorflow_decision_forests (pulled in by tensorflowjs)
+# imports IPython for a banner when stdout is captured, and IPython is not installed.
+os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from converter import tfjs_runtime  # noqa: E402
+from converter.tfjs_runtime import TfjsRun, TfjsRunError, TfjsUnavailable, run_tfjs_model  # noqa: E402
+
+EMOTION = Path(__file__).parent.parent / "data" / "tfjs_emotion"
+TOLERANCE: dict[str, float] = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _signature_outputs(model_dir: Path) -> list[str]:
+    return list(json.loads((model_dir / "model.json").read_text())["signature"]["outputs"])
+
+
+def _assert_close(run: TfjsRun, expected: dict[str, np.ndarray]) -> None:
+    assert list(run.outputs) == list(expected)
+    for name, want in expected.items():
+        got = run.outputs[name]
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, **TOLERANCE, err_msg=name)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A TF.js model folder and a way to get TensorFlow's answer for the same feeds."""
+
+    model_dir: Path
+    reference: Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+# ------------------------------------------------------------------------------- models
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tfjs_runtime")
+
+
+@pytest.fixture(scope="module")
+def saved_model_js(work: Path) -> Converted:
+    """SavedModel with signature input key "features" and outputs "scores" and "logits" (two heads,
+    declared in that order), converted with convert_tf_saved_model."""
+    import tensorflow as tf
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    rng = _rng(1)
+
+    class TwoHeads(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w1 = tf.Variable(rng.normal(0, 0.5, (6, 8)).astype(np.float32))
+            self.b1 = tf.Variable(rng.normal(0, 0.1, (8,)).astype(np.float32))
+            self.w2 = tf.Variable(rng.normal(0, 0.5, (8, 3)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32, name="features")])
+        def serve(self, features: Any) -> dict[str, Any]:
+            hidden = tf.nn.relu(tf.matmul(features, self.w1) + self.b1)
+            logits = tf.matmul(hidden, self.w2)
+            return {"scores": tf.nn.softmax(logits), "logits": logits}
+
+    module = TwoHeads()
+    saved = work / "two_heads_saved_model"
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+    out = work / "two_heads_js"
+    tfjs.convert_tf_saved_model(str(saved), str(out), signature_def="serving_default", saved_model_tags="serve")
+
+    def reference(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {key: value.numpy() for key, value in module.serve(tf.constant(x)).items()}
+
+    return Converted(out, reference)
+
+
+@pytest.fixture(scope="module")
+def frozen_js(work: Path) -> Converted:
+    """Frozen graph (tf.function + convert_variables_to_constants_v2) with input node "pixels",
+    converted with convert_tf_frozen_model: no signature inputs, outputs by node name."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    rng = _rng(2)
+    kernel = tf.Variable(rng.normal(0, 0.3, (3, 3, 2, 4)).astype(np.float32))
+    dense = tf.Variable(rng.normal(0, 0.5, (4, 5)).astype(np.float32))
+
+    @tf.function
+    def classify(pixels: Any) -> Any:
+        x = tf.nn.relu(tf.nn.conv2d(pixels, kernel, 1, "SAME"))
+        return tf.nn.softmax(tf.matmul(tf.reduce_mean(x, axis=[1, 2]), dense))
+
+    concrete = classify.get_concrete_function(tf.TensorSpec([None, 6, 6, 2], tf.float32, name="pixels"))
+    frozen = convert_variables_to_constants_v2(concrete)
+    output = frozen.outputs[0].op.name
+    pb = work / "frozen.pb"
+    pb.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    out = work / "frozen_js"
+    tfjs.convert_tf_frozen_model(str(pb), output, str(out))
+
+    def reference(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {output: classify(tf.constant(x)).numpy()}
+
+    return Converted(out, reference)
+
+
+def _v1_graph_js(work: Path, name: str, build: Callable[[Any, Any], list[str]]) -> Path:
+    """Build a TF1-style graph with `build(tf, v1)` (returns output node names), convert it."""
+    import tensorflow as tf
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    graph = tf.Graph()
+    with graph.as_default():
+        outputs = build(tf, tf.compat.v1)
+    pb = work / f"{name}.pb"
+    pb.write_bytes(graph.as_graph_def().SerializeToString())
+    out = work / f"{name}_js"
+    tfjs.convert_tf_frozen_model(str(pb), ",".join(outputs), str(out))
+    return out
+
+
+def _run_v1_graph(pb: Path, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(pb.read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        values = session.run([f"{o}:0" for o in outputs], {f"{k}:0": v for k, v in feeds.items()})
+    return dict(zip(outputs, values, strict=True))
+
+
+WEIGHTS = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+
+
+@pytest.fixture(scope="module")
+def with_default_js(work: Path) -> Path:
+    """TF1 graph: Placeholder "input" (None, 4) and PlaceholderWithDefault "keep_prob" (1.0),
+    output "output" = (input @ W) * keep_prob. tensorflowjs leaves keep_prob as a graph input."""
+
+    def build(tf: Any, v1: Any) -> list[str]:
+        x = v1.placeholder(tf.float32, (None, 4), name="input")
+        keep_prob = v1.placeholder_with_default(1.0, shape=[], name="keep_prob")
+        tf.identity(tf.matmul(x, tf.constant(WEIGHTS)) * keep_prob, name="output")
+        return ["output"]
+
+    return _v1_graph_js(work, "with_default", build)
+
+
+@pytest.fixture(scope="module")
+def heads_js(work: Path) -> Path:
+    """TF1 graph with an int32 input "count" and three outputs handed to the converter in the
+    order zeta, alpha, mid: float "zeta", bool "alpha", int32 "mid"."""
+
+    def build(tf: Any, v1: Any) -> list[str]:
+        count = v1.placeholder(tf.int32, (None, 3), name="count")
+        tf.identity(tf.cast(count, tf.float32) * 0.5, name="zeta")
+        tf.greater(count, 3, name="alpha")
+        tf.add(count * 2, 1, name="mid")
+        return ["zeta", "alpha", "mid"]
+
+    return _v1_graph_js(work, "heads", build)
+
+
+@pytest.fixture(scope="module")
+def cond_js(work: Path) -> Converted:
+    """tf.function with a data-dependent tf.cond (StatelessIf): TF.js refuses model.execute()."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    @tf.function
+    def branch(x: Any) -> Any:
+        return tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: -x)
+
+    frozen = convert_variables_to_constants_v2(branch.get_concrete_function(tf.TensorSpec([None, 3], tf.float32, "x")))
+    output = frozen.outputs[0].op.name
+    pb = work / "cond.pb"
+    pb.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    out = work / "cond_js"
+    tfjs.convert_tf_frozen_model(str(pb), output, str(out))
+    return Converted(out, lambda x: {output: branch(tf.constant(x)).numpy()})
+
+
+def _copy(model_dir: Path, dest: Path) -> Path:
+    shutil.copytree(model_dir, dest)
+    return dest
+
+
+# ----------------------------------------------------------------- SavedModel conversions
+
+
+def test_saved_model_by_signature_key_matches_tensorflow(saved_model_js: Converted) -> None:
+    x = _rng(10).normal(size=(3, 6)).astype(np.float32)
+    run = run_tfjs_model(saved_model_js.model_dir, {"features": x})
+
+    # outputs=None: the model's outputs, keyed by signature key, in model.json's signature order
+    assert run.output_names == tuple(_signature_outputs(saved_model_js.model_dir))
+    assert set(run.output_names) == {"scores", "logits"}
+    assert run.input_names == ("features",)
+    assert not run.used_async
+    assert run.backend == "cpu"
+    expected = saved_model_js.reference(x)
+    _assert_close(run, {name: expected[name] for name in run.output_names})
+
+
+def test_saved_model_inputs_and_outputs_by_any_name(saved_model_js: Converted) -> None:
+    x = _rng(11).normal(size=(2, 6)).astype(np.float32)
+    expected = saved_model_js.reference(x)
+    signature = json.loads((saved_model_js.model_dir / "model.json").read_text())["signature"]
+    assert signature["inputs"]["features"]["name"] == "features:0"
+    scores_tensor = signature["outputs"]["scores"]["name"]  # e.g. "Identity_1:0"
+
+    # A signature key, a node name and a tensor name all reach the same placeholder / node.
+    for feed_name in ("features", "features:0"):
+        run = run_tfjs_model(saved_model_js.model_dir, {feed_name: x}, ["logits", "scores"])
+        _assert_close(run, {"logits": expected["logits"], "scores": expected["scores"]})
+    run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, [scores_tensor, scores_tensor.split(":")[0]])
+    _assert_close(run, {scores_tensor: expected["scores"], scores_tensor.split(":")[0]: expected["scores"]})
+
+
+def test_two_outputs_come_back_in_the_order_asked(saved_model_js: Converted) -> None:
+    x = _rng(12).normal(size=(4, 6)).astype(np.float32)
+    expected = saved_model_js.reference(x)
+    for order in (["scores", "logits"], ["logits", "scores"]):
+        run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, order)
+        assert list(run.outputs) == order
+        _assert_close(run, {name: expected[name] for name in order})
+
+
+def test_float64_input_is_fed_as_float32(saved_model_js: Converted) -> None:
+    x = _rng(13).normal(size=(2, 6))
+    run = run_tfjs_model(saved_model_js.model_dir, {"features": x})
+    expected = saved_model_js.reference(x.astype(np.float32))
+    _assert_close(run, {name: expected[name] for name in run.output_names})
+
+
+def test_wasm_backend_works_offline(saved_model_js: Converted) -> None:
+    x = _rng(14).normal(size=(3, 6)).astype(np.float32)
+    run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, ["scores"], backend="wasm")
+    assert run.backend == "wasm"
+    _assert_close(run, {"scores": saved_model_js.reference(x)["scores"]})
+
+
+# ------------------------------------------------------------------ frozen-graph conversions
+
+
+def test_frozen_graph_by_node_name_matches_tensorflow(frozen_js: Converted) -> None:
+    x = _rng(20).uniform(size=(2, 6, 6, 2)).astype(np.float32)
+    expected = frozen_js.reference(x)
+    (output,) = expected
+    run = run_tfjs_model(frozen_js.model_dir, {"pixels": x})
+    assert run.input_names == ("pixels",)
+    assert run.output_names == (output,)
+    _assert_close(run, expected)
+    # "pixels:0" is the same tensor; outputs may be asked by node or tensor name.
+    run = run_tfjs_model(frozen_js.model_dir, {"pixels:0": x}, [f"{output}:0"])
+    _assert_close(run, {f"{output}:0": expected[output]})
+
+
+def test_frozen_graph_outputs_follow_model_json_not_converter_order(work: Path, heads_js: Path) -> None:
+    count = np.array([[1, 4, 7], [0, 3, 9]], dtype=np.int64)  # int64 goes in as int32
+    run = run_tfjs_model(heads_js, {"count": count})
+    assert run.input_names == ("count",)
+    # TF.js takes the model's outputs from model.json's signature, whose order is the converter's
+    # (not the "zeta,alpha,mid" it was given).
+    assert run.output_names == tuple(_signature_outputs(heads_js))
+    assert set(run.output_names) == {"zeta", "alpha", "mid"}
+    assert list(run.outputs) == list(run.output_names)
+    expected = _run_v1_graph(work / "heads.pb", {"count": count.astype(np.int32)}, ["zeta", "alpha", "mid"])
+    assert run.outputs["alpha"].dtype == np.bool_
+    assert run.outputs["mid"].dtype == np.int32
+    assert run.outputs["zeta"].dtype == np.float32
+    for name, want in expected.items():
+        np.testing.assert_array_equal(run.outputs[name], want, err_msg=name)
+
+
+def test_int64_that_does_not_fit_int32_is_refused(heads_js: Path) -> None:
+    with pytest.raises(ValueError, match="int32"):
+        run_tfjs_model(heads_js, {"count": np.array([[2**40, 0, 0]], dtype=np.int64)})
+
+
+def test_placeholder_with_default_is_an_input_tfjs_demands_when_fed_positionally(
+    work: Path, with_default_js: Path
+) -> None:
+    model_json = json.loads((with_default_js / "model.json").read_text())
+    ops = {node["name"]: node["op"] for node in model_json["modelTopology"]["node"]}
+    assert ops["keep_prob"] == "PlaceholderWithDefault"  # the converter leaves it in
+
+    x = _rng(30).normal(size=(2, 4)).astype(np.float32)
+    # Positionally, as web code calls a model (model.execute(tensor) / model.predict(tensor)),
+    # TF.js counts keep_prob as a second input and throws.
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(with_default_js, {"input": x}, positional=True)
+    assert failure.value.stage == "execute"
+    assert "Input tensor count mismatch" in str(failure.value)
+    assert "2 non-resource placeholders" in str(failure.value)
+
+    # By name, TF.js 4.22 falls back to the default value.
+    run = run_tfjs_model(with_default_js, {"input": x})
+    assert run.input_names == ("input", "keep_prob")
+    expected = _run_v1_graph(work / "with_default.pb", {"input": x}, ["output"])
+    _assert_close(run, expected)
+    # Both inputs given positionally (in input_names order) works too.
+    run = run_tfjs_model(with_default_js, {"input": x, "keep_prob": np.float32(0.5)}, positional=True)
+    _assert_close(run, {"output": expected["output"] * 0.5})
+
+
+def test_dynamic_control_flow_falls_back_to_execute_async(cond_js: Converted) -> None:
+    for sign in (1.0, -1.0):
+        x = sign * _rng(40).uniform(0.1, 1.0, size=(2, 3)).astype(np.float32)
+        run = run_tfjs_model(cond_js.model_dir, {"x": x})
+        assert run.used_async
+        _assert_close(run, cond_js.reference(x))
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def test_corrupted_model_json_fails_at_load(frozen_js: Converted, tmp_path: Path) -> None:
+    broken = _copy(frozen_js.model_dir, tmp_path / "broken")
+    text = (broken / "model.json").read_text()
+    (broken / "model.json").write_text(text[: len(text) // 2])
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(broken, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    assert failure.value.stage == "load"
+    assert "model.json is not valid JSON" in str(failure.value)
+
+
+def test_unknown_op_fails_at_load(frozen_js: Converted, tmp_path: Path) -> None:
+    broken = _copy(frozen_js.model_dir, tmp_path / "unknown_op")
+    model_json = json.loads((broken / "model.json").read_text())
+    relu = next(node for node in model_json["modelTopology"]["node"] if node["op"] in ("Relu", "_FusedConv2D"))
+    relu["op"] = "NoSuchOp"
+    (broken / "model.json").write_text(json.dumps(model_json))
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(broken, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    assert failure.value.stage == "load"
+    assert "NoSuchOp" in str(failure.value)
+
+
+def test_missing_shard_fails_at_load(frozen_js: Converted, tmp_path: Path) -> None:
+    broken = _copy(frozen_js.model_dir, tmp_path / "no_shard")
+    shards = sorted(broken.glob("*.bin"))
+    assert shards
+    shards[0].unlink()
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(broken, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    assert failure.value.stage == "load"
+    assert shards[0].name in str(failure.value)
+    assert "missing" in str(failure.value)
+
+
+def test_truncated_shard_fails(frozen_js: Converted, tmp_path: Path) -> None:
+    broken = _copy(frozen_js.model_dir, tmp_path / "short_shard")
+    shard = sorted(broken.glob("*.bin"))[0]
+    shard.write_bytes(shard.read_bytes()[:-8])
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(broken, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    assert failure.value.stage == "load"
+
+
+def test_wrong_input_fails_at_execute(frozen_js: Converted) -> None:
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 5, 6, 2), np.float32)})
+    assert failure.value.stage == "execute"
+    assert "shape" in str(failure.value)
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(frozen_js.model_dir, {"image": np.zeros((1, 6, 6, 2), np.float32)})
+    assert failure.value.stage == "execute"
+    assert "not part of graph" in str(failure.value)
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)}, ["no_such_node"])
+    assert failure.value.stage == "execute"
+
+
+def test_node_missing(frozen_js: Converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVBOT_NODE", str(tmp_path / "no-such-node"))
+    assert tfjs_runtime.node_executable() is None
+    with pytest.raises(TfjsUnavailable) as failure:
+        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    assert str(failure.value) == "TF.js not run: Node.js not found"
+
+
+def test_tfjs_package_missing(frozen_js: Converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tfjs_runtime, "TFJS_PACKAGE", tmp_path / "node_modules" / "package.json")
+    with pytest.raises(TfjsUnavailable) as failure:
+        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    assert str(failure.value) == "TF.js not run: @tensorflow/tfjs not installed; run scripts/setup.sh"
+
+
+def test_timeout(frozen_js: Converted) -> None:
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)}, timeout=0.01)
+    assert failure.value.stage == "timeout"
+    assert str(failure.value).startswith("TF.js run timed out")
+
+
+# ------------------------------------------------------------------------- layers models
+
+
+def test_tf_keras_layers_model_matches(work: Path) -> None:
+    import tf_keras
+    from tensorflowjs.converters import converter as tfjs
+
+    tf_keras.utils.set_random_seed(0)
+    inp = tf_keras.Input(shape=(5,), name="values")
+    hidden = tf_keras.layers.Dense(7, activation="tanh", name="hidden")(inp)
+    out = tf_keras.layers.Dense(2, name="result")(hidden)
+    model = tf_keras.Model(inp, out)
+    h5 = work / "tf_keras.h5"
+    model.save(str(h5))
+    out_dir = work / "tf_keras_layers"
+    tfjs.dispatch_keras_h5_to_tfjs_layers_model_conversion(str(h5), str(out_dir))
+
+    x = _rng(50).normal(size=(3, 5)).astype(np.float32)
+    run = run_tfjs_model(out_dir, {"values": x}, kind="layers")
+    assert run.input_names == ("values",)
+    assert run.output_names == ("result",)
+    _assert_close(run, {"result": model.predict(x, verbose=0)})
+
+
+def test_keras3_layers_model_does_not_load_in_tfjs(work: Path) -> None:
+    """tensorflowjs 4.22 copies Keras 3's config as it is ("batch_shape", new inbound_nodes), which
+    TF.js 4.22's loadLayersModel cannot read."""
+    import keras
+    from tensorflowjs.converters import converter as tfjs
+
+    inp = keras.Input(shape=(5,), name="values")
+    model = keras.Model(inp, keras.layers.Dense(2, name="result")(inp))
+    h5 = work / "keras3.h5"
+    model.save(str(h5))
+    out_dir = work / "keras3_layers"
+    tfjs.dispatch_keras_h5_to_tfjs_layers_model_conversion(str(h5), str(out_dir))
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(out_dir, {"values": np.zeros((1, 5), np.float32)}, kind="layers")
+    assert failure.value.stage == "load"
+    assert "batchInputShape" in str(failure.value)
+
+
+# ------------------------------------------------------------------------ a real model
+
+
+def test_real_emotion_model_runs() -> None:
+    model_json = json.loads((EMOTION / "model.json").read_text())
+    (placeholder,) = (node for node in model_json["modelTopology"]["node"] if node["op"] == "Placeholder")
+    dims = [int(d["size"]) for d in placeholder["attr"]["shape"]["shape"]["dim"]]
+    assert dims == [-1, 64, 64, 1]
+    faces = _rng(60).uniform(0, 1, size=(2, *dims[1:])).astype(np.float32)
+
+    run = run_tfjs_model(EMOTION, {placeholder["name"]: faces})
+    assert run.input_names == ("input_1:0",)  # its signature keys are tensor names
+    assert run.output_names == ("Identity:0",)
+    (probabilities,) = run.outputs.values()
+    assert probabilities.shape == (2, 7)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    wasm = run_tfjs_model(EMOTION, {"input_1:0": faces}, ["Identity"], backend="wasm")
+    np.testing.assert_allclose(wasm.outputs["Identity"], probabilities, **TOLERANCE)
