@@ -62,6 +62,7 @@ def detect_model(path: Path, work_dir: Path, limits: ArchiveLimits = ArchiveLimi
     if head.startswith((fmt.ZIP_MAGIC, fmt.ZIP_EMPTY_MAGIC)) and _is_keras_v3_zip(path):
         return ModelSource(ModelFormat.KERAS_V3, path, path, size)
     if archive_kind(path) is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
         extract_archive(path, work_dir, limits)
         return _detect_directory(work_dir, path, size)
     if head.startswith(fmt.GZIP_MAGIC):

@@ -18,12 +18,13 @@ from converter.graph_inspect import (
     describe_nodes,
     op_histogram,
     read_graph_def,
+    source_node,
     suggest_inputs,
     suggest_outputs,
 )
-from converter.protos import MetaGraphDef, dtype_name, parse_saved_model
+from converter.protos import GraphDef, MetaGraphDef, dtype_name, parse_saved_model
 from converter.op_support import check_readiness
-from converter.summary import LayerInfo, ModelSummary, NodeInfo, Shape, SignatureInfo, TensorSpec
+from converter.summary import LayerInfo, ModelSummary, Shape, SignatureInfo, TensorSpec
 
 KERAS_CONFIG_MAX_BYTES = 64 * 1024 * 1024
 
@@ -100,20 +101,20 @@ def _inspect_saved_model(source: ModelSource) -> ModelSummary:
     )
     graph = meta_graph.graph_def
     nodes = describe_nodes(graph)
-    function_nodes = [NodeInfo(n.name, n.op) for f in graph.library.function for n in f.node_def]
-    # TF2 SavedModels keep their computation in functions; count those ops for readiness.
-    histogram = op_histogram(nodes + function_nodes)
     warnings: list[str] = []
     serving = next((s for s in signatures if s.key == fmt.SERVING_SIGNATURE), signatures[0] if signatures else None)
     if serving is None:
         raise UnsupportedModelError("the SavedModel has no signatures; export it with a serving signature")
+    # Only what the signature computes is converted; the checkpoint-saving and variable-
+    # initialising parts of the graph are not, so they do not count against readiness.
+    histogram = dict(Counter(signature_ops(graph, [spec.name for spec in serving.outputs])).most_common())
     if serving.key != fmt.SERVING_SIGNATURE:
         warnings.append(f"no '{fmt.SERVING_SIGNATURE}' signature; using '{serving.key}'")
     return ModelSummary(
         path=str(source.original),
         format=source.format,
         file_size=source.file_size,
-        node_count=len(nodes) + len(function_nodes),
+        node_count=len(nodes),
         op_histogram=histogram,
         suggested_inputs=serving.inputs,
         suggested_outputs=serving.outputs,
@@ -123,6 +124,46 @@ def _inspect_saved_model(source: ModelSource) -> ModelSummary:
         warnings=tuple(warnings),
         details={"signature": serving.key, "tags": ",".join(meta_graph.meta_info_def.tags)},
     )
+
+
+def signature_ops(graph: GraphDef, output_tensors: list[str]) -> list[str]:
+    """The op of every node a signature's outputs depend on, inside called functions too."""
+    by_name = {node.name: node for node in graph.node}
+    functions = {function.signature.name: function for function in graph.library.function}
+    ops: list[str] = []
+    seen: set[str] = set()
+    stack = [source_node(name) for name in output_tensors]
+    called: list[str] = []
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        node = by_name[name]
+        ops.append(node.op)
+        called.extend(_called_functions(node))
+        stack.extend(source_node(ref) for ref in node.input)
+    visited: set[str] = set()
+    while called:
+        function_name = called.pop()
+        if function_name in visited or function_name not in functions:
+            continue
+        visited.add(function_name)
+        for node in functions[function_name].node_def:
+            ops.append(node.op)
+            called.extend(_called_functions(node))
+    return ops
+
+
+def _called_functions(node: Any) -> list[str]:
+    """Functions a node calls: PartitionedCall's f, While's cond and body, If's branches."""
+    names = []
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        elif value.HasField("list"):
+            names.extend(func.name for func in value.list.func)
+    return names
 
 
 def read_keras_config(source: ModelSource) -> tuple[dict[str, Any], dict[str, str]]:

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,6 +27,7 @@ def _child(conn: Connection, log_path: str, args: tuple[Any, ...]) -> None:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log_fd, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _run_test_hook(os.environ.get("CONVBOT_TEST_HOOK", ""))
     from converter.conversion import convert_in_process
 
     try:
@@ -36,6 +38,16 @@ def _child(conn: Connection, log_path: str, args: tuple[Any, ...]) -> None:
         conn.send(("error", "ConversionError", f"conversion failed: {error}", traceback.format_exc()))
     finally:
         conn.close()
+
+
+def _run_test_hook(hook: str) -> None:
+    """Let tests make the child die the ways TensorFlow can: abort, hang, exhaust memory."""
+    if hook == "abort":
+        os.abort()
+    elif hook == "hang":
+        time.sleep(3600)
+    elif hook == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def convert(

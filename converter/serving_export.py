@@ -79,20 +79,37 @@ def _safe_key(key: str) -> str:
     return cleaned if cleaned and cleaned[0].isalnum() else f"x{cleaned}"
 
 
-def export_keras(model_path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[str], shapes: dict[str, Any], out_dir: Path) -> Path:
-    """A Keras file as a serving SavedModel keyed by its input and output layer names."""
+def export_keras(
+    model_path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[str], shapes: dict[str, Any], out_dir: Path
+) -> Path:
+    """A Keras file as a serving SavedModel keyed by its input and output layer names.
+
+    Goes through Keras's own ExportArchive: a Keras 3 model saved from a plain tf.Module keeps
+    its variables as resource variables, and the .tflite then fails at READ_VARIABLE.
+    """
+    import keras
+    import tensorflow as tf
+
     model = load_keras_model_safely(model_path)
-    output_names = list(getattr(model, "output_names", []) or [])
+    keys = [spec.key or spec.name for spec in inputs]
+    output_names = list(getattr(model, "output_names", []) or outputs)
+    signature = [
+        tf.TensorSpec(shapes.get(key, spec.shape), _tf_dtype(spec.dtype), name=_safe_key(key))
+        for key, spec in zip(keys, inputs, strict=True)
+    ]
 
-    def call(feeds: dict[str, Any]) -> dict[str, Any]:
-        args = [feeds[spec.key or spec.name] for spec in inputs]
-        result = model(args if len(args) > 1 else args[0], training=False)
-        if isinstance(result, dict):
-            return result
-        results = list(result) if isinstance(result, (list, tuple)) else [result]
-        return dict(zip(output_names or list(outputs), results, strict=False))
+    def serve(*tensors: Any) -> dict[str, Any]:
+        result = model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
+        if not isinstance(result, dict):
+            results = list(result) if isinstance(result, (list, tuple)) else [result]
+            result = dict(zip(output_names, results, strict=False))
+        return {key: result[key] for key in outputs}
 
-    return export_serving_model(call, inputs, outputs, shapes, model, out_dir)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name=fmt.SERVING_SIGNATURE, fn=serve, input_signature=signature)
+    archive.write_out(str(out_dir), verbose=False)
+    return out_dir
 
 
 def export_saved_model_subset(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 RUNNER = NODE_DIR / "run_tfjs.mjs"
@@ -72,7 +73,7 @@ class TfjsRunError(Exception):
 class TfjsRun:
     """One TF.js run: the outputs by the names they were asked for (model order when not asked)."""
 
-    outputs: dict[str, np.ndarray]
+    outputs: dict[str, NDArray[Any]]
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     used_async: bool
@@ -87,7 +88,7 @@ def node_executable() -> str | None:
     return shutil.which("node")
 
 
-def _tfjs_dtype(array: np.ndarray, name: str) -> tuple[str, np.ndarray]:
+def _tfjs_dtype(array: NDArray[Any], name: str) -> tuple[str, NDArray[Any]]:
     dtype = array.dtype.name
     if dtype == "bool":
         return "bool", array.astype(np.uint8)
@@ -100,7 +101,7 @@ def _tfjs_dtype(array: np.ndarray, name: str) -> tuple[str, np.ndarray]:
     raise ValueError(f"input {name!r}: TF.js cannot take {dtype} tensors")
 
 
-def _write_feeds(feeds: Mapping[str, np.ndarray], work: Path) -> dict[str, dict[str, Any]]:
+def _write_feeds(feeds: Mapping[str, ArrayLike], work: Path) -> dict[str, dict[str, Any]]:
     specs: dict[str, dict[str, Any]] = {}
     for index, (name, value) in enumerate(feeds.items()):
         array = np.asarray(value)
@@ -111,7 +112,7 @@ def _write_feeds(feeds: Mapping[str, np.ndarray], work: Path) -> dict[str, dict[
     return specs
 
 
-def _read_output(name: str, spec: Mapping[str, Any]) -> np.ndarray:
+def _read_output(name: str, spec: Mapping[str, Any]) -> NDArray[Any]:
     dtype = str(spec["dtype"])
     shape = tuple(int(d) for d in spec["shape"])
     file = Path(spec["file"])
@@ -142,7 +143,7 @@ def _reply(stdout: str, stderr: str, returncode: int) -> dict[str, Any]:
 
 def run_tfjs_model(
     model_dir: Path,
-    feeds: Mapping[str, np.ndarray],
+    feeds: Mapping[str, ArrayLike],
     outputs: Sequence[str] | None = None,
     *,
     kind: str = "graph",
@@ -179,6 +180,7 @@ def run_tfjs_model(
             "model_dir": str(Path(model_dir).resolve()),
             "kind": kind,
             "inputs": _write_feeds(feeds, work),
+            "input_order": list(feeds),  # JSON objects lose the order of integer-like keys in JS
             "outputs": list(outputs) if outputs is not None else None,
             "out_dir": str(out_dir),
             "positional": positional,
@@ -195,18 +197,20 @@ def run_tfjs_model(
                 check=False,
             )
         except subprocess.TimeoutExpired as expired:  # subprocess.run has killed Node.js
-            log = expired.stderr.decode(errors="replace") if isinstance(expired.stderr, bytes) else ""
+            stderr = expired.stderr or ""
+            log = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
             raise TfjsRunError(f"TF.js run timed out after {timeout:g} s", "timeout", log) from None
         except OSError as error:
             raise TfjsUnavailable(f"{NODE_MISSING} ({error})") from None
 
         reply = _reply(done.stdout, done.stderr, done.returncode)
         if not reply.get("ok"):
-            raise TfjsRunError(str(reply.get("error", "unknown TF.js error")), str(reply.get("stage", "execute")),
-                               done.stderr)
+            raise TfjsRunError(
+                str(reply.get("error", "unknown TF.js error")), str(reply.get("stage", "execute")), done.stderr
+            )
         specs: dict[str, Any] = reply["outputs"]
         order = list(outputs) if outputs is not None else list(reply["output_names"])
-        names = [name for name in order if name in specs] + [name for name in specs if name not in order]
+        names = [name for name in dict.fromkeys(order) if name in specs] + [name for name in specs if name not in order]
         return TfjsRun(
             outputs={name: _read_output(name, specs[name]) for name in names},
             input_names=tuple(reply.get("input_names", ())),

@@ -79,7 +79,44 @@ def tflite_from_frozen_graph(
             str(graph_path), list(inputs), list(outputs), input_shapes={k: list(v) for k, v in shapes.items()}
         )
 
-    return convert_with_fallback(make, quantization, out_path)
+    outcome = convert_with_fallback(make, quantization, out_path)
+    out_path.write_bytes(add_serving_signature(out_path.read_bytes(), inputs, outputs))
+    return outcome
+
+
+def add_serving_signature(flatbuffer: bytes, inputs: Sequence[str], outputs: Sequence[str]) -> bytes:
+    """Give a frozen graph's .tflite a 'serving_default' signature keyed by the node names.
+
+    The TF1 converter keeps node names on the tensors but writes no signature, and signature
+    runners (and users following today's docs) look for one; the output order of the tensors
+    may also differ from the order chosen (TFLite sorts some), which the keys make irrelevant.
+    """
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    subgraph = model.subgraphs[0]
+    names = {_text(subgraph.tensors[index].name): index for index in list(subgraph.inputs) + list(subgraph.outputs)}
+
+    def tensor_map(name: str, fallback: int) -> Any:
+        entry = schema.TensorMapT()
+        entry.name = name
+        entry.tensorIndex = names.get(name, fallback)
+        return entry
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey = fmt.SERVING_SIGNATURE
+    signature.subgraphIndex = 0
+    signature.inputs = [tensor_map(n, i) for n, i in zip(inputs, subgraph.inputs, strict=False)]
+    signature.outputs = [tensor_map(n, i) for n, i in zip(outputs, subgraph.outputs, strict=False)]
+    model.signatureDefs = [signature]
+    builder = flatbuffers.Builder(len(flatbuffer) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=fmt.TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def tflite_from_saved_model(saved_model_dir: Path, quantization: Quantization, out_path: Path) -> TFLiteOutcome:

@@ -5,7 +5,8 @@
 //   {"model_dir": "/abs/dir", "kind": "graph"|"layers",
 //    "inputs": {"<name>": {"dtype": "float32"|"int32"|"bool", "shape": [..], "file": "/abs/raw.bin"}},
 //    "outputs": ["<name>", ...] | null, "out_dir": "/abs/dir",
-//    "backend": "cpu"|"wasm" (optional, default cpu), "positional": false (optional)}
+//    "backend": "cpu"|"wasm" (optional, default cpu), "positional": false (optional),
+//    "input_order": ["<name>", ...] (optional: the order of "inputs" for positional feeding)}
 // Input files hold raw little-endian bytes, as numpy's `tofile()` writes them.
 // A graph model is fed by name (`model.execute({name: tensor}, outputs)`), or with "positional"
 // as most web code calls it: `model.execute(tensor)` / `model.execute([t1, t2])` in input order.
@@ -82,7 +83,13 @@ function parseRequest(text) {
   if (outputs !== null && !(Array.isArray(outputs) && outputs.every((name) => typeof name === 'string'))) {
     throw new StageError('request', '"outputs" must be a list of names or null');
   }
-  return { ...request, kind, backend, outputs, positional: Boolean(request.positional), inputs: request.inputs ?? {} };
+  const inputs = request.inputs ?? {};
+  const inputOrder = request.input_order ?? Object.keys(inputs);
+  if (!Array.isArray(inputOrder) || inputOrder.length !== Object.keys(inputs).length
+      || !inputOrder.every((name) => Object.hasOwn(inputs, name))) {
+    throw new StageError('request', '"input_order" must list the names in "inputs"');
+  }
+  return { ...request, kind, backend, outputs, inputs, inputOrder, positional: Boolean(request.positional) };
 }
 
 async function loadTf(backend) {
@@ -227,10 +234,10 @@ function asList(result) {
 
 // ---------------------------------------------------------------- execution
 
-async function runGraph(model, feeds, requested, positional) {
+async function runGraph(model, feeds, inputOrder, requested, positional) {
   const outputNames = requested ?? model.outputNodes;
   if (positional) {
-    const tensors = Object.values(feeds);
+    const tensors = inputOrder.map((name) => feeds[name]);
     feeds = tensors.length === 1 ? tensors[0] : tensors;
   }
   let usedAsync = false;
@@ -288,12 +295,12 @@ async function main() {
   const modelOutputNames = request.kind === 'layers' ? model.outputNames : model.outputNodes;
 
   const feeds = {};
-  for (const [name, spec] of Object.entries(request.inputs)) {
-    feeds[name] = readInput(tf, name, spec);
+  for (const name of request.inputOrder) {
+    feeds[name] = readInput(tf, name, request.inputs[name]);
   }
   const run = request.kind === 'layers'
     ? runLayers(model, feeds, request.outputs)
-    : await runGraph(model, feeds, request.outputs, request.positional);
+    : await runGraph(model, feeds, request.inputOrder, request.outputs, request.positional);
 
   const outputs = {};
   run.names.forEach((name, index) => {

@@ -10,23 +10,25 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 # Before anything imports tensorflowjs: tensorflow_decision_forests (pulled in by tensorflowjs)
 # imports IPython for a banner when stdout is captured, and IPython is not installed.
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from converter import tfjs_runtime  # noqa: E402
-from converter.tfjs_runtime import TfjsRun, TfjsRunError, TfjsUnavailable, run_tfjs_model  # noqa: E402
+from converter import tfjs_runtime
+from converter.tfjs_runtime import TfjsRun, TfjsRunError, TfjsUnavailable, run_tfjs_model
 
 EMOTION = Path(__file__).parent.parent / "data" / "tfjs_emotion"
-TOLERANCE: dict[str, float] = {"rtol": 1e-5, "atol": 1e-5}
+RTOL = ATOL = 1e-5
+Array = NDArray[Any]
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -37,12 +39,12 @@ def _signature_outputs(model_dir: Path) -> list[str]:
     return list(json.loads((model_dir / "model.json").read_text())["signature"]["outputs"])
 
 
-def _assert_close(run: TfjsRun, expected: dict[str, np.ndarray]) -> None:
+def _assert_close(run: TfjsRun, expected: dict[str, Array]) -> None:
     assert list(run.outputs) == list(expected)
     for name, want in expected.items():
         got = run.outputs[name]
         assert got.shape == want.shape, name
-        np.testing.assert_allclose(got, want, **TOLERANCE, err_msg=name)
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class Converted:
     """A TF.js model folder and a way to get TensorFlow's answer for the same feeds."""
 
     model_dir: Path
-    reference: Callable[[np.ndarray], dict[str, np.ndarray]]
+    reference: Callable[[Array], dict[str, Array]]
+    names: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------- models
@@ -63,14 +66,19 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def saved_model_js(work: Path) -> Converted:
-    """SavedModel with signature input key "features" and outputs "scores" and "logits" (two heads,
-    declared in that order), converted with convert_tf_saved_model."""
+    """SavedModel with signature input key "features" and three outputs: "scores" and "logits"
+    (both float32 (None, 3)) and "total" (None, 1), converted with convert_tf_saved_model.
+
+    tensorflowjs 4.22 finds an output's signature key by matching dtype and shape, so only "total"
+    keeps its key; "scores" and "logits" are keyed by their tensor names ("Identity_1:0", ...).
+    `names` maps each signature key to the name TF.js knows it by; `reference` is keyed by those.
+    """
     import tensorflow as tf
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
 
     rng = _rng(1)
 
-    class TwoHeads(tf.Module):
+    class Heads(tf.Module):
         def __init__(self) -> None:
             super().__init__()
             self.w1 = tf.Variable(rng.normal(0, 0.5, (6, 8)).astype(np.float32))
@@ -81,18 +89,23 @@ def saved_model_js(work: Path) -> Converted:
         def serve(self, features: Any) -> dict[str, Any]:
             hidden = tf.nn.relu(tf.matmul(features, self.w1) + self.b1)
             logits = tf.matmul(hidden, self.w2)
-            return {"scores": tf.nn.softmax(logits), "logits": logits}
+            return {"scores": tf.nn.softmax(logits), "logits": logits, "total": tf.reduce_sum(hidden, 1, True)}
 
-    module = TwoHeads()
-    saved = work / "two_heads_saved_model"
+    module = Heads()
+    saved = work / "heads_saved_model"
     tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
-    out = work / "two_heads_js"
+    out = work / "heads_saved_model_js"
     tfjs.convert_tf_saved_model(str(saved), str(out), signature_def="serving_default", saved_model_tags="serve")
 
-    def reference(x: np.ndarray) -> dict[str, np.ndarray]:
-        return {key: value.numpy() for key, value in module.serve(tf.constant(x)).items()}
+    concrete = module.serve.get_concrete_function()
+    # The flat outputs follow the sorted keys (tf.nest); their tensor names are the graph's.
+    tensors = dict(zip(sorted(concrete.structured_outputs), (t.name for t in concrete.outputs), strict=True))
+    names = {key: (key if key == "total" else tensors[key]) for key in tensors}
 
-    return Converted(out, reference)
+    def reference(x: Array) -> dict[str, Array]:
+        return {names[key]: value.numpy() for key, value in module.serve(tf.constant(x)).items()}
+
+    return Converted(out, reference, names)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +133,7 @@ def frozen_js(work: Path) -> Converted:
     out = work / "frozen_js"
     tfjs.convert_tf_frozen_model(str(pb), output, str(out))
 
-    def reference(x: np.ndarray) -> dict[str, np.ndarray]:
+    def reference(x: Array) -> dict[str, Array]:
         return {output: classify(tf.constant(x)).numpy()}
 
     return Converted(out, reference)
@@ -141,7 +154,7 @@ def _v1_graph_js(work: Path, name: str, build: Callable[[Any, Any], list[str]]) 
     return out
 
 
-def _run_v1_graph(pb: Path, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+def _run_v1_graph(pb: Path, feeds: dict[str, Array], outputs: list[str]) -> dict[str, Array]:
     import tensorflow as tf
 
     graph_def = tf.compat.v1.GraphDef()
@@ -218,9 +231,11 @@ def test_saved_model_by_signature_key_matches_tensorflow(saved_model_js: Convert
     x = _rng(10).normal(size=(3, 6)).astype(np.float32)
     run = run_tfjs_model(saved_model_js.model_dir, {"features": x})
 
-    # outputs=None: the model's outputs, keyed by signature key, in model.json's signature order
+    # outputs=None: all the model's outputs, by signature key, in model.json's signature order.
     assert run.output_names == tuple(_signature_outputs(saved_model_js.model_dir))
-    assert set(run.output_names) == {"scores", "logits"}
+    assert set(run.output_names) == set(saved_model_js.names.values())
+    assert "total" in run.output_names
+    assert "scores" not in run.output_names  # same dtype and shape as "logits": key lost
     assert run.input_names == ("features",)
     assert not run.used_async
     assert run.backend == "cpu"
@@ -233,20 +248,28 @@ def test_saved_model_inputs_and_outputs_by_any_name(saved_model_js: Converted) -
     expected = saved_model_js.reference(x)
     signature = json.loads((saved_model_js.model_dir / "model.json").read_text())["signature"]
     assert signature["inputs"]["features"]["name"] == "features:0"
-    scores_tensor = signature["outputs"]["scores"]["name"]  # e.g. "Identity_1:0"
+    total_tensor = signature["outputs"]["total"]["name"]  # e.g. "Identity_2:0"
+    total_node = total_tensor.split(":")[0]
+    assert total_node != "total"
 
-    # A signature key, a node name and a tensor name all reach the same placeholder / node.
+    # A signature key, a node name or a tensor name all reach the same placeholder / node.
     for feed_name in ("features", "features:0"):
-        run = run_tfjs_model(saved_model_js.model_dir, {feed_name: x}, ["logits", "scores"])
-        _assert_close(run, {"logits": expected["logits"], "scores": expected["scores"]})
-    run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, [scores_tensor, scores_tensor.split(":")[0]])
-    _assert_close(run, {scores_tensor: expected["scores"], scores_tensor.split(":")[0]: expected["scores"]})
+        run = run_tfjs_model(saved_model_js.model_dir, {feed_name: x}, ["total"])
+        _assert_close(run, {"total": expected["total"]})
+    run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, [total_tensor, total_node])
+    _assert_close(run, {total_tensor: expected["total"], total_node: expected["total"]})
+    # The real layer name of a head is not an output name TF.js knows.
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(saved_model_js.model_dir, {"features": x}, ["scores"])
+    assert failure.value.stage == "execute"
+    assert "not found in the graph" in str(failure.value)
 
 
-def test_two_outputs_come_back_in_the_order_asked(saved_model_js: Converted) -> None:
+def test_outputs_come_back_in_the_order_asked(saved_model_js: Converted) -> None:
     x = _rng(12).normal(size=(4, 6)).astype(np.float32)
     expected = saved_model_js.reference(x)
-    for order in (["scores", "logits"], ["logits", "scores"]):
+    names = saved_model_js.names
+    for order in ([names["scores"], names["total"]], [names["total"], names["logits"], names["scores"]]):
         run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, order)
         assert list(run.outputs) == order
         _assert_close(run, {name: expected[name] for name in order})
@@ -261,9 +284,10 @@ def test_float64_input_is_fed_as_float32(saved_model_js: Converted) -> None:
 
 def test_wasm_backend_works_offline(saved_model_js: Converted) -> None:
     x = _rng(14).normal(size=(3, 6)).astype(np.float32)
-    run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, ["scores"], backend="wasm")
+    run = run_tfjs_model(saved_model_js.model_dir, {"features": x}, backend="wasm")
     assert run.backend == "wasm"
-    _assert_close(run, {"scores": saved_model_js.reference(x)["scores"]})
+    expected = saved_model_js.reference(x)
+    _assert_close(run, {name: expected[name] for name in run.output_names})
 
 
 # ------------------------------------------------------------------ frozen-graph conversions
@@ -351,16 +375,17 @@ def test_corrupted_model_json_fails_at_load(frozen_js: Converted, tmp_path: Path
     assert "model.json is not valid JSON" in str(failure.value)
 
 
-def test_unknown_op_fails_at_load(frozen_js: Converted, tmp_path: Path) -> None:
+def test_unsupported_op_fails_only_at_execute(frozen_js: Converted, tmp_path: Path) -> None:
+    """TF.js maps ops lazily: a model with an op it lacks loads, and fails when run."""
     broken = _copy(frozen_js.model_dir, tmp_path / "unknown_op")
     model_json = json.loads((broken / "model.json").read_text())
-    relu = next(node for node in model_json["modelTopology"]["node"] if node["op"] in ("Relu", "_FusedConv2D"))
-    relu["op"] = "NoSuchOp"
+    node = next(node for node in model_json["modelTopology"]["node"] if node["op"] in ("Relu", "_FusedConv2D"))
+    node["op"] = "NoSuchOp"
     (broken / "model.json").write_text(json.dumps(model_json))
     with pytest.raises(TfjsRunError) as failure:
         run_tfjs_model(broken, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
-    assert failure.value.stage == "load"
-    assert "NoSuchOp" in str(failure.value)
+    assert failure.value.stage == "execute"
+    assert "Unknown op 'NoSuchOp'" in str(failure.value)
 
 
 def test_missing_shard_fails_at_load(frozen_js: Converted, tmp_path: Path) -> None:
@@ -481,4 +506,4 @@ def test_real_emotion_model_runs() -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
     wasm = run_tfjs_model(EMOTION, {"input_1:0": faces}, ["Identity"], backend="wasm")
-    np.testing.assert_allclose(wasm.outputs["Identity"], probabilities, **TOLERANCE)
+    np.testing.assert_allclose(wasm.outputs["Identity"], probabilities, rtol=RTOL, atol=ATOL)

@@ -1,0 +1,189 @@
+"""Conversions of every input format: the artifacts load, run and compute what the source does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from converter import BadOptionsError, ConversionOptions, Quantization, Target
+from converter.conversion import convert_in_process
+from converter.protos import GraphDef
+from converter.tfjs_export import check_tfjs_files
+from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
+
+TIGHT = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def _convert(model: Path, tmp_path: Path, **options: Any) -> Any:
+    return convert_in_process(model, tmp_path / "out", ConversionOptions(**options), tmp_path / "work")
+
+
+def _tfjs_manifest(folder: str) -> dict[str, Any]:
+    assert check_tfjs_files(Path(folder)) == []
+    return json.loads((Path(folder) / "model.json").read_text())
+
+
+def test_multihead_graph_keeps_the_four_head_names(multihead_graph, tmp_path: Path, tf: Any) -> None:
+    result = _convert(multihead_graph.path, tmp_path)
+    tflite = result.artifact(Target.TFLITE)
+    image = random_input((1, 33, 33, 3))
+    got = run_tflite(Path(tflite.path), {"image": image})
+    heads = list(multihead_graph.outputs)
+    assert sorted(got) == sorted(heads)
+    expected = run_frozen_graph(multihead_graph.path, {"image": image}, heads)
+    for head in heads:
+        np.testing.assert_allclose(got[head], expected[head], **TIGHT)
+    # TF.js: the graph model's outputs are the same node names.
+    manifest = _tfjs_manifest(result.artifact(Target.TFJS).path)
+    node_names = {node["name"] for node in manifest["modelTopology"]["node"]}
+    assert set(heads) <= node_names and "image" in node_names
+    assert result.artifact(Target.TFLITE).sha256 and result.artifact(Target.TFLITE).size > 1000
+    assert set(result.versions) >= {"tensorflow", "tensorflowjs"}
+    assert "convert_tflite" in result.timings and "convert_tfjs" in result.timings
+
+
+def test_tf1_graph_optional_placeholders_become_their_defaults(tf1_graph, tmp_path: Path, tf: Any) -> None:
+    result = _convert(tf1_graph.path, tmp_path)
+    assert [s.name for s in result.inputs] == ["input"]
+    image = random_input((1, 16, 16, 3))
+    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"input": image})
+    expected = run_frozen_graph(tf1_graph.path, {"input": image}, ["probabilities"])
+    np.testing.assert_allclose(got["probabilities"], expected["probabilities"], **TIGHT)
+    manifest = _tfjs_manifest(result.artifact(Target.TFJS).path)
+    ops = {node["name"]: node["op"] for node in manifest["modelTopology"]["node"]}
+    # Left as PlaceholderWithDefault, TF.js would demand is_training and keep_prob at run time.
+    assert [name for name, op in ops.items() if op.startswith("Placeholder")] == ["input"]
+
+
+def test_choosing_an_intermediate_node_as_input_and_output(multihead_graph, tmp_path: Path, tf: Any) -> None:
+    summary_nodes = [n for n in multihead_graph_nodes(multihead_graph.path) if n[1] == "Relu6"]
+    trunk = summary_nodes[-1][0]
+    result = _convert(multihead_graph.path, tmp_path, targets=(Target.TFLITE,), inputs=(f"'{trunk}:0'",),
+                      outputs=("heatmap",), shapes=((trunk, (1, 9, 9, 16)),))
+    assert [s.name for s in result.inputs] == [trunk]
+    assert [s.name for s in result.outputs] == ["heatmap"]
+    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {trunk: random_input((1, 9, 9, 16))})
+    assert list(got) == ["heatmap"] and got["heatmap"].shape == (1, 9, 9, 17)
+
+
+def multihead_graph_nodes(path: Path) -> list[tuple[str, str]]:
+    graph = GraphDef()
+    graph.ParseFromString(path.read_bytes())
+    return [(node.name, node.op) for node in graph.node]
+
+
+def test_unknown_node_names_get_the_closest(multihead_graph, tmp_path: Path) -> None:
+    with pytest.raises(BadOptionsError) as caught:
+        _convert(multihead_graph.path, tmp_path, outputs=("heatmapp",))
+    assert caught.value.message.startswith("no node named heatmapp; closest: heatmap")
+
+
+def test_unknown_dimensions_must_be_given(multihead_graph, tmp_path: Path, tf: Any) -> None:
+    graph = GraphDef()
+    graph.ParseFromString(multihead_graph.path.read_bytes())
+    for node in graph.node:
+        if node.name == "image":
+            for dim in node.attr["shape"].shape.dim[:3]:
+                dim.size = -1
+    dynamic = tmp_path / "dynamic.pb"
+    dynamic.write_bytes(graph.SerializeToString())
+    with pytest.raises(BadOptionsError) as caught:
+        _convert(dynamic, tmp_path, targets=(Target.TFLITE,))
+    assert "image [1,?,?,3] (dimension 1, 2)" in caught.value.message
+    assert "--shape image:" in caught.value.message
+    result = _convert(dynamic, tmp_path, targets=(Target.TFLITE,), shapes=(("image", (1, 33, 33, 3)),))
+    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"image": random_input((1, 33, 33, 3))})
+    assert got["heatmap"].shape == (1, 9, 9, 17)
+
+
+def test_saved_model_keeps_its_signature_keys(saved_model, tmp_path: Path, tf: Any) -> None:
+    archive = tmp_path / "classifier.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in saved_model.path.rglob("*"):
+            if file.is_file():
+                zf.write(file, f"export/{file.relative_to(saved_model.path)}")
+    result = _convert(archive, tmp_path)
+    tflite = Path(result.artifact(Target.TFLITE).path)
+    assert tflite.name == "classifier.tflite"
+    image = random_input((2, 8, 8, 3))
+    got = run_tflite(tflite, {"image": image})
+    loaded = tf.saved_model.load(str(saved_model.path))
+    expected = loaded.signatures["serving_default"](image=tf.constant(image))
+    np.testing.assert_allclose(got["output_0"], expected["output_0"].numpy(), **TIGHT)
+    manifest = _tfjs_manifest(result.artifact(Target.TFJS).path)
+    assert list(manifest["signature"]["inputs"]) == ["image"]
+    assert list(manifest["signature"]["outputs"]) == ["output_0"]
+
+
+@pytest.mark.parametrize("fixture", ["keras_h5", "keras_v3"])
+def test_keras_models_convert_with_layer_names(fixture: str, request: pytest.FixtureRequest, tmp_path: Path,
+                                               tf: Any) -> None:
+    import keras
+
+    facts = request.getfixturevalue(fixture)
+    result = _convert(facts.path, tmp_path, targets=(Target.TFLITE, Target.TFJS, Target.TFJS_LAYERS))
+    image = random_input((1, 8, 8, 3))
+    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"image": image})
+    expected = keras.saving.load_model(facts.path, compile=False)(image, training=False)
+    np.testing.assert_allclose(got["probs"], np.asarray(expected), **TIGHT)
+    assert list(_tfjs_manifest(result.artifact(Target.TFJS).path)["signature"]["outputs"]) == ["probs"]
+    layers = _tfjs_manifest(result.artifact(Target.TFJS_LAYERS).path)
+    assert layers["format"] == "layers-model"
+
+
+def test_real_keras2_emotion_model(fer_model: Path, tmp_path: Path, tf: Any) -> None:
+    import keras
+
+    result = _convert(fer_model, tmp_path)
+    face = random_input((1, 64, 64, 1), seed=3)
+    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"input_1": face})
+    expected = np.asarray(keras.saving.load_model(fer_model, compile=False)(face, training=False))
+    np.testing.assert_allclose(got["predictions"], expected, **TIGHT)
+    assert got["predictions"].shape == (1, 7)
+    _tfjs_manifest(result.artifact(Target.TFJS).path)
+
+
+def test_quantization_variants_shrink_weights(fer_model: Path, tmp_path: Path, tf: Any) -> None:
+    sizes = {}
+    for quant in (Quantization.NONE, Quantization.FLOAT16, Quantization.DYNAMIC):
+        result = _convert(fer_model, tmp_path / quant.value, targets=(Target.TFLITE,), tflite_quantization=quant)
+        path = Path(result.artifact(Target.TFLITE).path)
+        sizes[quant] = path.stat().st_size
+        out = run_tflite(path, {"input_1": random_input((1, 64, 64, 1))})
+        assert np.isfinite(out["predictions"]).all()
+    assert sizes[Quantization.FLOAT16] < 0.7 * sizes[Quantization.NONE]
+    assert sizes[Quantization.DYNAMIC] < 0.5 * sizes[Quantization.NONE]
+    result = _convert(fer_model, tmp_path / "uint8", targets=(Target.TFJS,), tfjs_quantization=Quantization.UINT8)
+    manifest = _tfjs_manifest(result.artifact(Target.TFJS).path)
+    dtypes = {w.get("quantization", {}).get("dtype") for g in manifest["weightsManifest"] for w in g["weights"]}
+    assert "uint8" in dtypes
+
+
+def test_select_tf_ops_fallback_is_recorded(tmp_path: Path, tf: Any) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 1], name="image")
+        tf.identity(tf.image.resize(image, [8, 8], method="bicubic"), name="upscaled")
+    path = tmp_path / "bicubic.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    result = _convert(path, tmp_path, targets=(Target.TFLITE,))
+    assert result.needs_flex_delegate
+    assert any("Flex delegate" in warning for warning in result.warnings)
+
+
+def test_tfjs_check_catches_a_missing_shard(multihead_graph, tmp_path: Path, tf: Any) -> None:
+    result = _convert(multihead_graph.path, tmp_path, targets=(Target.TFJS,))
+    folder = Path(result.artifact(Target.TFJS).path)
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    shard = next(broken.glob("*.bin"))
+    shard.write_bytes(shard.read_bytes()[:-4])
+    assert "manifest declares" in check_tfjs_files(broken)[0]
+    shard.unlink()
+    assert check_tfjs_files(broken) == [f"weight shard {shard.name} is missing"]
