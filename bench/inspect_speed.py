@@ -39,6 +39,7 @@ def main() -> None:
         summary = inspect(path)
         parse = _median_seconds(lambda: GraphDef().ParseFromString(path.read_bytes()))
         in_process = _median_seconds(lambda: inspect(path))
+
         def cli(*flags: str) -> float:
             command = [sys.executable, "-m", "cli.main", "inspect", str(path), *flags]
             return _median_seconds(lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL), runs=3)

@@ -25,13 +25,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("convert", help="convert a model to TFLite and/or TF.js")
     convert.add_argument("model", type=Path)
-    convert.add_argument("--to", default="tflite,tfjs", help="tflite, tfjs, tfjs-layers (Keras), comma-separated, or all")
+    convert.add_argument(
+        "--to", default="tflite,tfjs", help="tflite, tfjs, tfjs-layers (Keras), comma-separated, or all"
+    )
     convert.add_argument("--inputs", default="", help="input nodes or signature keys, comma-separated")
     convert.add_argument("--outputs", default="", help="output nodes or signature keys, comma-separated")
-    convert.add_argument("--shape", action="append", default=[], metavar="NAME:DIMS",
-                         help="full shape of an input, e.g. image:1,224,224,3 (repeatable)")
-    convert.add_argument("--quant", default="none",
-                         help="none, float16, dynamic, uint8, uint16, or per target: tflite:dynamic,tfjs:uint16")
+    convert.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME:DIMS",
+        help="full shape of an input, e.g. image:1,224,224,3 (repeatable)",
+    )
+    convert.add_argument(
+        "--quant",
+        default="none",
+        help="none, float16, dynamic, uint8, uint16, or per target: tflite:dynamic,tfjs:uint16",
+    )
     convert.add_argument("-o", "--output-dir", type=Path, default=Path("out"), help="where to write (default ./out)")
     convert.add_argument("--timeout", type=float, default=600.0, help="seconds before the conversion is stopped")
     convert.add_argument("--json", action="store_true", help="print JSON for scripts")

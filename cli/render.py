@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from converter.result import ConversionResult
 from converter.op_support import OpFinding
+from converter.result import ConversionResult
 from converter.summary import ModelSummary, Shape, TensorSpec
 
 MAX_NODES_SHOWN = 40
@@ -36,8 +36,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _spec_rows(specs: Sequence[TensorSpec]) -> list[list[str]]:
     return [
-        [spec.key or spec.name, spec.name if spec.key and spec.key != spec.name else "", spec.dtype,
-         format_shape(spec.shape), "optional" if spec.optional else ""]
+        [
+            spec.key or spec.name,
+            spec.name if spec.key and spec.key != spec.name else "",
+            spec.dtype,
+            format_shape(spec.shape),
+            "optional" if spec.optional else "",
+        ]
         for spec in specs
     ]
 
@@ -64,19 +69,26 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
     ]
     for signature in summary.signatures:
         lines.append(f"signature '{signature.key}':")
-        lines.append(table(["direction", "key", "tensor", "dtype", "shape"], [
-            [direction, s.key or "", s.name, s.dtype, format_shape(s.shape)]
-            for direction, specs in (("input", signature.inputs), ("output", signature.outputs))
-            for s in specs
-        ]))
+        lines.append(
+            table(
+                ["direction", "key", "tensor", "dtype", "shape"],
+                [
+                    [direction, s.key or "", s.name, s.dtype, format_shape(s.shape)]
+                    for direction, specs in (("input", signature.inputs), ("output", signature.outputs))
+                    for s in specs
+                ],
+            )
+        )
         lines.append("")
     readiness = summary.readiness
     lines.append("readiness:")
     if readiness is None:
         lines.append("  checked when converting (a Keras model's ops are known once it is loaded)")
     else:
-        tflite = "ok" if readiness.tflite_builtin_ok else (
-            "needs Select TF ops (Flex delegate)" if not readiness.tflite_unsupported else "has unsupported ops"
+        tflite = (
+            "ok"
+            if readiness.tflite_builtin_ok
+            else ("needs Select TF ops (Flex delegate)" if not readiness.tflite_unsupported else "has unsupported ops")
         )
         lines.append(f"  TFLite: {tflite}")
         lines += _notes("needs Select TF ops", readiness.tflite_needs_select_ops)
@@ -89,9 +101,12 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
     if summary.nodes:
         shown = summary.nodes if all_nodes else summary.nodes[:MAX_NODES_SHOWN]
         lines += ["", f"nodes ({len(summary.nodes)}):"]
-        lines.append(table(["name", "op", "dtype", "shape"], [
-            [n.name, n.op, n.dtype or "", format_shape(n.shape) if n.shape is not None else ""] for n in shown
-        ]))
+        lines.append(
+            table(
+                ["name", "op", "dtype", "shape"],
+                [[n.name, n.op, n.dtype or "", format_shape(n.shape) if n.shape is not None else ""] for n in shown],
+            )
+        )
         if len(shown) < len(summary.nodes):
             lines.append(f"... {len(summary.nodes) - len(shown)} more (--all-nodes to list them)")
     return "\n".join(lines)
@@ -99,9 +114,12 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
 
 def render_result(result: ConversionResult) -> str:
     """What was written, how long it took and what to watch out for."""
-    lines = [table(["target", "quantization", "size", "path"], [
-        [a.target.value, a.quantization.value, format_size(a.size), a.path] for a in result.artifacts
-    ])]
+    lines = [
+        table(
+            ["target", "quantization", "size", "path"],
+            [[a.target.value, a.quantization.value, format_size(a.size), a.path] for a in result.artifacts],
+        )
+    ]
     lines.append("")
     lines.append("inputs:  " + ", ".join(f"{s.key or s.name} {s.dtype} {format_shape(s.shape)}" for s in result.inputs))
     lines.append("outputs: " + ", ".join(s.key or s.name for s in result.outputs))

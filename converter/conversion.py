@@ -15,7 +15,7 @@ from pathlib import Path
 from converter import formats as fmt
 from converter.archive import ArchiveLimits
 from converter.detect import ModelSource, detect_model
-from converter.errors import BadOptionsError, ConversionError, ConvbotError
+from converter.errors import BadOptionsError, ConvbotError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
 from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
@@ -78,21 +78,19 @@ def plan_conversion(summary: ModelSummary, options: ConversionOptions) -> Conver
             if is_graph:
                 missing.append(f"{key} (rank unknown)")
             continue
-        dims = list(spec.shape)
-        if dims and (dims[0] is None or dims[0] < 0) and is_graph:
-            dims[0] = 1
+        sizes: list[int | None] = list(spec.shape)
+        if sizes and (sizes[0] is None or sizes[0] < 0) and is_graph:
+            sizes[0] = 1
             if Target.TFLITE in options.targets:
                 warnings.append(f"input {key}: batch size set to 1 in the .tflite")
-        unknown = [i for i, d in enumerate(dims) if d is None or d < 0]
+        unknown = [i for i, d in enumerate(sizes) if d is None or d < 0]
         if unknown and is_graph:
-            shown = ",".join("?" if d is None or d < 0 else str(d) for d in dims)
+            shown = ",".join("?" if d is None or d < 0 else str(d) for d in sizes)
             missing.append(f"{key} [{shown}] (dimension {', '.join(map(str, unknown))})")
-        complete[key] = tuple(int(d) if d is not None and d >= 0 else -1 for d in dims)
+        complete[key] = tuple(int(d) if d is not None and d >= 0 else -1 for d in sizes)
     if missing:
         raise BadOptionsError(
-            "give the full shape of "
-            + "; ".join(missing)
-            + f", e.g. --shape {next(iter(keys))}:1,224,224,3"
+            "give the full shape of " + "; ".join(missing) + f", e.g. --shape {next(iter(keys))}:1,224,224,3"
         )
     return ConversionPlan(input_specs, tuple(output_specs), complete, given, tuple(warnings))
 
@@ -110,6 +108,17 @@ def _pick_keys(available: tuple[TensorSpec, ...], requested: tuple[str, ...], wh
         return available
     by_key = {_key(spec): spec for spec in available}
     return tuple(by_key[key] for key in resolve_names(requested, list(by_key), what=f"signature {what}"))
+
+
+def _check_layers_model_possible(summary: ModelSummary) -> None:
+    if not summary.format.is_keras:
+        raise BadOptionsError("a TF.js layers model can only be made from a Keras model; use tfjs")
+    if summary.details.get("keras_version", "").startswith("3"):
+        # tensorflowjs copies Keras 3's InputLayer config (batch_shape) as it is, and TF.js 4.22
+        # refuses to load it: the files would be written and then fail in the browser.
+        raise BadOptionsError(
+            "TF.js cannot load layers models made from Keras 3 files; use tfjs (a graph model) instead"
+        )
 
 
 def tool_versions() -> dict[str, str]:
@@ -158,8 +167,8 @@ def convert_in_process(
     timings["inspect"] = time.perf_counter() - started
     stem = stem or artifact_stem(Path(model_path))
     warnings = list(options.warnings) + list(plan.warnings)
-    if Target.TFJS_LAYERS in options.targets and not source.format.is_keras:
-        raise BadOptionsError("a TF.js layers model can only be made from a Keras model; use tfjs")
+    if Target.TFJS_LAYERS in options.targets:
+        _check_layers_model_possible(summary)
 
     started = time.perf_counter()
     import tensorflow  # noqa: F401 - timed on its own: it is most of a cold conversion
@@ -218,8 +227,8 @@ def _convert_graph(
     timings: dict[str, float],
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
-    from converter.tflite_export import tflite_from_frozen_graph
     from converter.tfjs_export import tfjs_from_frozen_graph
+    from converter.tflite_export import tflite_from_frozen_graph
 
     graph = read_graph_def(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
     inputs = [spec.name for spec in plan.inputs]
@@ -231,7 +240,12 @@ def _convert_graph(
             pruned_path = work_dir / "pruned_tflite.pb"
             pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.tflite_shapes).SerializeToString())
             outcome = tflite_from_frozen_graph(
-                pruned_path, inputs, outputs, plan.tflite_shapes, options.tflite_quantization, out_dir / f"{stem}.tflite"
+                pruned_path,
+                inputs,
+                outputs,
+                plan.tflite_shapes,
+                options.tflite_quantization,
+                out_dir / f"{stem}.tflite",
             )
         logs.append(outcome.log)
         needs_flex = outcome.needs_flex_delegate
@@ -259,14 +273,14 @@ def _convert_via_saved_model(
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
     from converter.serving_export import export_keras, export_saved_model_subset
-    from converter.tflite_export import tflite_from_saved_model
     from converter.tfjs_export import tfjs_from_saved_model, tfjs_layers_from_keras
+    from converter.tflite_export import tflite_from_saved_model
 
     output_keys = [_key(spec) for spec in plan.outputs]
     shapes: dict[str, tuple[int | None, ...] | None] = {k: tuple(v) for k, v in plan.given_shapes.items()}
     serving_dir = source.path
-    needs_export = source.format.is_keras or bool(plan.given_shapes) or (
-        len(output_keys) != len(summary.suggested_outputs)
+    needs_export = (
+        source.format.is_keras or bool(plan.given_shapes) or (len(output_keys) != len(summary.suggested_outputs))
     )
     wants_graph_targets = Target.TFLITE in options.targets or Target.TFJS in options.targets
     if needs_export and wants_graph_targets:
@@ -276,9 +290,7 @@ def _convert_via_saved_model(
                 serving_dir = export_keras(source.path, plan.inputs, output_keys, shapes, export_dir)
             else:
                 key = summary.details.get("signature", fmt.SERVING_SIGNATURE)
-                serving_dir = export_saved_model_subset(
-                    source.path, key, plan.inputs, output_keys, shapes, export_dir
-                )
+                serving_dir = export_saved_model_subset(source.path, key, plan.inputs, output_keys, shapes, export_dir)
     artifacts = []
     needs_flex = False
     if Target.TFLITE in options.targets:
@@ -314,4 +326,4 @@ def _checked_tfjs_artifact(folder: Path, target: Target, quantization: Quantizat
     return Artifact.from_path(target, folder, quantization)
 
 
-__all__ = ["ConversionPlan", "ConvbotError", "convert_in_process", "plan_conversion"]
+__all__ = ["ConvbotError", "ConversionPlan", "convert_in_process", "plan_conversion"]

@@ -13,8 +13,14 @@ KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
         "the model uses TensorList ops (an LSTM or map_fn) that need a static batch size; "
         "give every input a fixed shape with --shape",
     ),
-    (r"None is only supported in the 1st dimension", "an input has an unknown size past the batch; give it with --shape"),
-    (r"_get_save_spec", "Keras 3 models cannot go through the old TFLite Keras path; export a SavedModel and send that"),
+    (
+        r"None is only supported in the 1st dimension",
+        "an input has an unknown size past the batch; give it with --shape",
+    ),
+    (
+        r"_get_save_spec",
+        "Keras 3 models cannot go through the old TFLite Keras path; export a SavedModel and send that",
+    ),
     (
         r"exceeds maximum protobuf size|larger than 2GB|2GB",
         "the model is over the 2 GB limit of TFLite files and GraphDefs; it cannot be converted as one file",
@@ -24,7 +30,10 @@ KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
         r"(?:not supported by the Flex runtime|ops that can be supported by the flex runtime|custom ops)",
         "TFLite cannot convert some ops even with Select TF ops (custom ops); see the log",
     ),
-    (r"Failed to functionalize Control Flow V1 ops", "TFLite cannot convert this graph's TF1 control flow (while/cond)"),
+    (
+        r"Failed to functionalize Control Flow V1 ops",
+        "TFLite cannot convert this graph's TF1 control flow (while/cond)",
+    ),
     (r"Unable to find tensor|Invalid tensors '([^']+)'", "TFLite could not find a chosen node: {ops}"),
     (r"Killed|MemoryError|std::bad_alloc", "the conversion ran out of memory"),
 )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ModelFormat(str, Enum):
+class ModelFormat(StrEnum):
     """A source model's format, as detected from the file's content."""
 
     FROZEN_GRAPH = "frozen-graph"  # binary GraphDef
@@ -23,7 +23,7 @@ class ModelFormat(str, Enum):
         return self in (ModelFormat.KERAS_H5, ModelFormat.KERAS_V3)
 
 
-class Target(str, Enum):
+class Target(StrEnum):
     """What a conversion produces."""
 
     TFLITE = "tflite"
@@ -31,7 +31,7 @@ class Target(str, Enum):
     TFJS_LAYERS = "tfjs-layers"  # TF.js layers model, Keras sources only
 
 
-class Quantization(str, Enum):
+class Quantization(StrEnum):
     """Weight quantization of an artifact. The first three apply to TFLite, the rest to TF.js."""
 
     NONE = "none"

@@ -22,9 +22,7 @@ from converter.summary import NodeInfo, Shape, TensorSpec
 INPUT_OPS = frozenset({"Placeholder", "PlaceholderV2"})
 OPTIONAL_INPUT_OPS = frozenset({"PlaceholderWithDefault"})
 # Ops that end a network: classifier and detector heads, ranked first.
-HEAD_OPS = frozenset(
-    {"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "Tanh", "NonMaxSuppressionV5"}
-)
+HEAD_OPS = frozenset({"Softmax", "Sigmoid", "LogSoftmax", "ArgMax", "ArgMin", "TopKV2", "Tanh", "NonMaxSuppressionV5"})
 # Ops that commonly end a regression head or a logits layer, ranked next.
 LAYER_END_OPS = frozenset(
     {"BiasAdd", "Add", "AddV2", "MatMul", "Conv2D", "Reshape", "Squeeze", "Mean", "Relu", "Relu6", "Mul"}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 import tempfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ from converter.graph_inspect import (
     suggest_inputs,
     suggest_outputs,
 )
-from converter.protos import GraphDef, MetaGraphDef, dtype_name, parse_saved_model
 from converter.op_support import check_readiness
+from converter.protos import GraphDef, MetaGraphDef, dtype_name, parse_saved_model
 from converter.summary import LayerInfo, ModelSummary, Shape, SignatureInfo, TensorSpec
 
 KERAS_CONFIG_MAX_BYTES = 64 * 1024 * 1024

@@ -34,7 +34,7 @@ def _child(conn: Connection, log_path: str, args: tuple[Any, ...]) -> None:
         conn.send(("ok", convert_in_process(*args)))
     except ConvbotError as error:
         conn.send(("error", type(error).__name__, error.message, error.log))
-    except Exception as error:  # noqa: BLE001 - anything else is reported, with its traceback
+    except Exception as error:
         conn.send(("error", "ConversionError", f"conversion failed: {error}", traceback.format_exc()))
     finally:
         conn.close()
@@ -86,7 +86,9 @@ def convert(
         if timed_out:
             raise ConversionTimeout(f"the conversion took longer than {timeout:g} s and was stopped", log)
         if message is None:
-            raise ConverterCrash(f"the converter {_how_it_died(process.exitcode)}; the model may be damaged or too large", log)
+            raise ConverterCrash(
+                f"the converter {_how_it_died(process.exitcode)}; the model may be damaged or too large", log
+            )
         if message[0] == "ok":
             result: ConversionResult = message[1]
             return result

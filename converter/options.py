@@ -92,13 +92,15 @@ def split_quantization(text: str) -> tuple[Quantization, Quantization, list[str]
         return quant, quant, []
     if quant in (Quantization.DYNAMIC, Quantization.UINT8):
         return Quantization.DYNAMIC, Quantization.UINT8, []
-    return Quantization.NONE, Quantization.UINT16, ["TFLite has no 16-bit weight quantization; the .tflite stays float32"]
+    return (
+        Quantization.NONE,
+        Quantization.UINT16,
+        ["TFLite has no 16-bit weight quantization; the .tflite stays float32"],
+    )
 
 
 def _quantization(text: str) -> Quantization:
     try:
         return Quantization(text.strip())
     except ValueError:
-        raise BadOptionsError(
-            f"unknown quantization '{text}'; use none, float16, dynamic, uint8 or uint16"
-        ) from None
+        raise BadOptionsError(f"unknown quantization '{text}'; use none, float16, dynamic, uint8 or uint16") from None

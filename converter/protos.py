@@ -102,7 +102,7 @@ def dtype_name(dtype: int) -> str:
     """'float32' for DT_FLOAT, 'int64' for DT_INT64, ...; the names NumPy and users know."""
     if dtype == 0:
         return "unknown"
-    name = DataType.Name(dtype % 100)  # +100 marks a reference type
+    name: str = DataType.Name(dtype % 100)  # +100 marks a reference type
     return _DTYPE_NAMES.get(name, name.removeprefix("DT_").lower())
 
 

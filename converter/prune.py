@@ -112,9 +112,7 @@ def prune_graph(
 
     leftover = [n.name for n in pruned.node if n.op in ("Placeholder", "PlaceholderV2") and n.name not in chosen]
     if leftover:
-        raise BadOptionsError(
-            f"the chosen outputs also need the input {', '.join(leftover)}; add it to the inputs"
-        )
+        raise BadOptionsError(f"the chosen outputs also need the input {', '.join(leftover)}; add it to the inputs")
     return pruned
 
 

@@ -115,8 +115,7 @@ class ModelSummary:
                 tfjs_needs_execute_async=findings(readiness["tfjs_needs_execute_async"]),
             ),
             nodes=tuple(
-                NodeInfo(n["name"], n["op"], tuple(n["inputs"]), n["dtype"], _shape(n["shape"]))
-                for n in data["nodes"]
+                NodeInfo(n["name"], n["op"], tuple(n["inputs"]), n["dtype"], _shape(n["shape"])) for n in data["nodes"]
             ),
             signatures=tuple(
                 SignatureInfo(s["key"], specs(s["inputs"]), specs(s["outputs"])) for s in data["signatures"]

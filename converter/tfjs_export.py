@@ -24,7 +24,17 @@ from converter.formats import ModelFormat, Quantization, Target
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 QUANTIZED_BYTES = {"uint8": 1, "uint16": 2, "float16": 2}
-DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int64": 8, "complex64": 8}
+DTYPE_BYTES = {
+    "float32": 4,
+    "int32": 4,
+    "bool": 1,
+    "float16": 2,
+    "uint8": 1,
+    "int8": 1,
+    "uint16": 2,
+    "int64": 8,
+    "complex64": 8,
+}
 
 
 def _quantization_map(quantization: Quantization) -> dict[str, str] | None:
@@ -39,7 +49,7 @@ def _run_tfjs(work: Any) -> str:
     try:
         with redirect_stdout(buffer), redirect_stderr(buffer):
             work()
-    except Exception as error:  # noqa: BLE001 - every failure becomes a ConversionError with the log
+    except Exception as error:
         log = f"{buffer.getvalue()}\n{type(error).__name__}: {error}"
         raise ConversionError(explain_failure(Target.TFJS, log), log) from None
     return buffer.getvalue()
@@ -71,7 +81,9 @@ def tfjs_from_saved_model(saved_model_dir: Path, quantization: Quantization, out
     )
 
 
-def tfjs_layers_from_keras(model_path: Path, model_format: ModelFormat, quantization: Quantization, out_dir: Path) -> str:
+def tfjs_layers_from_keras(
+    model_path: Path, model_format: ModelFormat, quantization: Quantization, out_dir: Path
+) -> str:
     """A TF.js layers model straight from the Keras file (read as data, nothing executed)."""
     from tensorflowjs.converters import converter as tfjs
 
@@ -80,7 +92,9 @@ def tfjs_layers_from_keras(model_path: Path, model_format: ModelFormat, quantiza
         if model_format is ModelFormat.KERAS_H5
         else tfjs.dispatch_keras_keras_to_tfjs_layers_model_conversion
     )
-    return _run_tfjs(lambda: dispatch(str(model_path), str(out_dir), quantization_dtype_map=_quantization_map(quantization)))
+    return _run_tfjs(
+        lambda: dispatch(str(model_path), str(out_dir), quantization_dtype_map=_quantization_map(quantization))
+    )
 
 
 def check_tfjs_files(model_dir: Path) -> list[str]:

@@ -40,7 +40,10 @@ class StageError extends Error {
 }
 
 function reply(payload) {
-  process.stdout.write(`${JSON.stringify(payload)}\n`);
+  // Resolve once the line is flushed: process.exit() may drop pending writes to a pipe (macOS).
+  return new Promise((resolve) => {
+    process.stdout.write(`${JSON.stringify(payload)}\n`, () => resolve());
+  });
 }
 
 function messageOf(error) {
@@ -307,7 +310,7 @@ async function main() {
     const file = path.join(request.out_dir, `output_${index}.bin`);
     outputs[name] = { ...writeOutput(run.tensors[index], file), file };
   });
-  reply({
+  await reply({
     ok: true,
     backend: tf.getBackend(),
     async: run.usedAsync,
@@ -321,6 +324,7 @@ try {
   await main();
 } catch (error) {
   const stage = error instanceof StageError ? error.stage : 'execute';
-  reply({ ok: false, stage, error: messageOf(error) });
+  await reply({ ok: false, stage, error: messageOf(error) });
 }
+// Exit at once: the WASM backend may leave worker threads that would keep Node.js alive.
 process.exit(0);

@@ -15,6 +15,7 @@ from converter import BadOptionsError, ConversionOptions, Quantization, Target
 from converter.conversion import convert_in_process
 from converter.protos import GraphDef
 from converter.tfjs_export import check_tfjs_files
+from converter.tfjs_runtime import run_tfjs_model
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
 
 TIGHT = {"rtol": 1e-4, "atol": 1e-5}
@@ -43,6 +44,9 @@ def test_multihead_graph_keeps_the_four_head_names(multihead_graph, tmp_path: Pa
     manifest = _tfjs_manifest(result.artifact(Target.TFJS).path)
     node_names = {node["name"] for node in manifest["modelTopology"]["node"]}
     assert set(heads) <= node_names and "image" in node_names
+    run = run_tfjs_model(Path(result.artifact(Target.TFJS).path), {"image": image}, heads)
+    for head in heads:
+        np.testing.assert_allclose(run.outputs[head], expected[head], **TIGHT)
     assert result.artifact(Target.TFLITE).sha256 and result.artifact(Target.TFLITE).size > 1000
     assert set(result.versions) >= {"tensorflow", "tensorflowjs"}
     assert "convert_tflite" in result.timings and "convert_tfjs" in result.timings
@@ -59,13 +63,22 @@ def test_tf1_graph_optional_placeholders_become_their_defaults(tf1_graph, tmp_pa
     ops = {node["name"]: node["op"] for node in manifest["modelTopology"]["node"]}
     # Left as PlaceholderWithDefault, TF.js would demand is_training and keep_prob at run time.
     assert [name for name, op in ops.items() if op.startswith("Placeholder")] == ["input"]
+    # Fed positionally, as web code calls model.predict(tensor): works only with one input left.
+    run = run_tfjs_model(Path(result.artifact(Target.TFJS).path), {"input": image}, positional=True)
+    np.testing.assert_allclose(next(iter(run.outputs.values())), expected["probabilities"], **TIGHT)
 
 
 def test_choosing_an_intermediate_node_as_input_and_output(multihead_graph, tmp_path: Path, tf: Any) -> None:
     summary_nodes = [n for n in multihead_graph_nodes(multihead_graph.path) if n[1] == "Relu6"]
     trunk = summary_nodes[-1][0]
-    result = _convert(multihead_graph.path, tmp_path, targets=(Target.TFLITE,), inputs=(f"'{trunk}:0'",),
-                      outputs=("heatmap",), shapes=((trunk, (1, 9, 9, 16)),))
+    result = _convert(
+        multihead_graph.path,
+        tmp_path,
+        targets=(Target.TFLITE,),
+        inputs=(f"'{trunk}:0'",),
+        outputs=("heatmap",),
+        shapes=((trunk, (1, 9, 9, 16)),),
+    )
     assert [s.name for s in result.inputs] == [trunk]
     assert [s.name for s in result.outputs] == ["heatmap"]
     got = run_tflite(Path(result.artifact(Target.TFLITE).path), {trunk: random_input((1, 9, 9, 16))})
@@ -122,19 +135,24 @@ def test_saved_model_keeps_its_signature_keys(saved_model, tmp_path: Path, tf: A
 
 
 @pytest.mark.parametrize("fixture", ["keras_h5", "keras_v3"])
-def test_keras_models_convert_with_layer_names(fixture: str, request: pytest.FixtureRequest, tmp_path: Path,
-                                               tf: Any) -> None:
+def test_keras_models_convert_with_layer_names(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path, tf: Any
+) -> None:
     import keras
 
     facts = request.getfixturevalue(fixture)
-    result = _convert(facts.path, tmp_path, targets=(Target.TFLITE, Target.TFJS, Target.TFJS_LAYERS))
+    result = _convert(facts.path, tmp_path)
     image = random_input((1, 8, 8, 3))
+    expected = np.asarray(keras.saving.load_model(facts.path, compile=False)(image, training=False))
     got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"image": image})
-    expected = keras.saving.load_model(facts.path, compile=False)(image, training=False)
-    np.testing.assert_allclose(got["probs"], np.asarray(expected), **TIGHT)
-    assert list(_tfjs_manifest(result.artifact(Target.TFJS).path)["signature"]["outputs"]) == ["probs"]
-    layers = _tfjs_manifest(result.artifact(Target.TFJS_LAYERS).path)
-    assert layers["format"] == "layers-model"
+    np.testing.assert_allclose(got["probs"], expected, **TIGHT)
+    tfjs = Path(result.artifact(Target.TFJS).path)
+    assert list(_tfjs_manifest(str(tfjs))["signature"]["outputs"]) == ["probs"]
+    run = run_tfjs_model(tfjs, {"image": image}, ["probs"])
+    np.testing.assert_allclose(run.outputs["probs"], expected, **TIGHT)
+    # TF.js 4.22 cannot load the layers models tensorflowjs makes from Keras 3 files: refused up front.
+    with pytest.raises(BadOptionsError, match="Keras 3"):
+        _convert(facts.path, tmp_path / "layers", targets=(Target.TFJS_LAYERS,))
 
 
 def test_real_keras2_emotion_model(fer_model: Path, tmp_path: Path, tf: Any) -> None:
@@ -142,11 +160,27 @@ def test_real_keras2_emotion_model(fer_model: Path, tmp_path: Path, tf: Any) -> 
 
     result = _convert(fer_model, tmp_path)
     face = random_input((1, 64, 64, 1), seed=3)
-    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"input_1": face})
     expected = np.asarray(keras.saving.load_model(fer_model, compile=False)(face, training=False))
+    got = run_tflite(Path(result.artifact(Target.TFLITE).path), {"input_1": face})
     np.testing.assert_allclose(got["predictions"], expected, **TIGHT)
     assert got["predictions"].shape == (1, 7)
-    _tfjs_manifest(result.artifact(Target.TFJS).path)
+    graph_model = run_tfjs_model(Path(result.artifact(Target.TFJS).path), {"input_1": face}, ["predictions"])
+    np.testing.assert_allclose(graph_model.outputs["predictions"], expected, **TIGHT)
+
+
+def test_tfjs_layers_model_from_a_keras2_file(models_dir: Path, tmp_path: Path, tf: Any) -> None:
+    import tf_keras
+
+    from tests import model_factory
+
+    facts = model_factory.write_tf_keras_h5(models_dir / "keras2_classifier.h5")
+    result = _convert(facts.path, tmp_path, targets=(Target.TFJS_LAYERS,))
+    layers_dir = Path(result.artifact(Target.TFJS_LAYERS).path)
+    assert _tfjs_manifest(str(layers_dir))["format"] == "layers-model"
+    image = random_input((1, 8, 8, 3))
+    expected = tf_keras.models.load_model(facts.path, compile=False)(image, training=False).numpy()
+    run = run_tfjs_model(layers_dir, {"image": image}, kind="layers")
+    np.testing.assert_allclose(next(iter(run.outputs.values())), expected, **TIGHT)
 
 
 def test_quantization_variants_shrink_weights(fer_model: Path, tmp_path: Path, tf: Any) -> None:

@@ -39,7 +39,10 @@ def test_text_graph_gives_the_same_suggestions(tf1_graph) -> None:
 def test_multihead_graph_suggests_the_four_pose_heads(multihead_graph) -> None:
     summary = inspect(multihead_graph.path)
     assert [s.name for s in summary.suggested_outputs] == [
-        "heatmap", "offset_2", "displacement_fwd_2", "displacement_bwd_2",
+        "heatmap",
+        "offset_2",
+        "displacement_fwd_2",
+        "displacement_bwd_2",
     ]
     assert [(s.name, s.shape) for s in summary.suggested_inputs] == [("image", (1, 33, 33, 3))]
     assert summary.op_histogram["Conv2D"] > 0
@@ -56,19 +59,21 @@ def _graph(nodes: list[tuple[str, str, list[str]]]) -> GraphDef:
 
 
 def test_control_and_indexed_references_count_as_consumption() -> None:
-    graph = _graph([
-        ("x", "Placeholder", []),
-        ("split", "Split", ["x"]),
-        ("a", "Relu", ["split:1"]),
-        ("guard", "Identity", ["x"]),
-        ("b", "Softmax", ["a", "^guard"]),
-        ("bias", "BiasAdd", ["x"]),
-        ("unused_const", "Const", []),
-        ("loss", "Mean", ["a"]),
-        ("gradients/Shape", "Shape", ["loss"]),  # the loss feeds the gradients: not an output
-        ("summaries/b", "HistogramSummary", ["b"]),
-        ("save/SaveV2", "SaveV2", ["x"]),
-    ])
+    graph = _graph(
+        [
+            ("x", "Placeholder", []),
+            ("split", "Split", ["x"]),
+            ("a", "Relu", ["split:1"]),
+            ("guard", "Identity", ["x"]),
+            ("b", "Softmax", ["a", "^guard"]),
+            ("bias", "BiasAdd", ["x"]),
+            ("unused_const", "Const", []),
+            ("loss", "Mean", ["a"]),
+            ("gradients/Shape", "Shape", ["loss"]),  # the loss feeds the gradients: not an output
+            ("summaries/b", "HistogramSummary", ["b"]),
+            ("save/SaveV2", "SaveV2", ["x"]),
+        ]
+    )
     outputs = [s.name for s in suggest_outputs(describe_nodes(graph))]
     # split (consumed as split:1) and guard (^guard) are not outputs, nor the loss; a summary does not hide b.
     assert outputs == ["b", "bias"]
@@ -87,10 +92,11 @@ def test_inspect_cli_json_without_importing_tensorflow(multihead_graph) -> None:
         "buffer = io.StringIO()\n"
         "with contextlib.redirect_stdout(buffer):\n"
         f"    status = main(['inspect', {str(multihead_graph.path)!r}, '--json'])\n"
-        "print(json.dumps({'status': status, 'tf': 'tensorflow' in sys.modules, 'summary': json.loads(buffer.getvalue())}))\n"
+        "report = {'status': status, 'tf': 'tensorflow' in sys.modules, 'summary': json.loads(buffer.getvalue())}\n"
+        "print(json.dumps(report))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"] == 0
     assert report["tf"] is False
-    assert [s["name"] for s in report["summary"]["suggested_outputs"]][0] == "heatmap"
+    assert report["summary"]["suggested_outputs"][0]["name"] == "heatmap"
