@@ -44,6 +44,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("-o", "--output-dir", type=Path, default=Path("out"), help="where to write (default ./out)")
     convert.add_argument("--timeout", type=float, default=600.0, help="seconds before the conversion is stopped")
+    convert.add_argument("--no-verify", action="store_true", help="skip running and comparing the artifacts")
+    convert.add_argument(
+        "--verify-inputs",
+        type=Path,
+        metavar="FILE",
+        help="also verify on these inputs: a .npy (one input) or .npz keyed by input name",
+    )
+    convert.add_argument(
+        "--compare-quant",
+        action="store_true",
+        help="convert every quantization variant and print their sizes and errors side by side",
+    )
     convert.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
 
@@ -65,9 +77,16 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from cli.render import render_result
-    from converter.isolation import convert
-    from converter.options import ConversionOptions, parse_shape, parse_targets, split_quantization
+    from cli.render import render_result, render_validation
+    from converter.conversion import artifact_stem
+    from converter.isolation import convert_variants
+    from converter.options import (
+        ConversionOptions,
+        parse_shape,
+        parse_targets,
+        quantization_variants,
+        split_quantization,
+    )
 
     tflite_quant, tfjs_quant, warnings = split_quantization(args.quant)
     options = ConversionOptions(
@@ -77,14 +96,27 @@ def run_convert(args: argparse.Namespace) -> int:
         shapes=tuple(parse_shape(text) for text in args.shape),
         tflite_quantization=tflite_quant,
         tfjs_quantization=tfjs_quant,
+        verify=not args.no_verify,
+        verify_inputs=str(args.verify_inputs) if args.verify_inputs else None,
         warnings=tuple(warnings),
     )
-    result = convert(args.model, args.output_dir, options, timeout=args.timeout)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+    stem = artifact_stem(args.model)
+    if args.compare_quant:
+        variants: list[tuple[ConversionOptions, str | None]] = [
+            (variant, f"{stem}_{name}") for name, variant in quantization_variants(options)
+        ]
     else:
-        print(render_result(result))
-    return 0
+        variants = [(options, stem)]
+    results = convert_variants(args.model, args.output_dir, variants, timeout=args.timeout)
+    if args.json:
+        data = [result.to_dict() for result in results]
+        print(json.dumps(data if args.compare_quant else data[0], indent=1))
+    elif args.compare_quant:
+        print(render_validation(results))
+    else:
+        print(render_result(results[0]))
+    failed = any(check.status in ("failed", "error") for result in results for check in result.validation)
+    return 2 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,6 +112,59 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _error(value: float) -> str:
+    return "inf" if value == float("inf") else f"{value:.2e}"
+
+
+def render_validation(results: Sequence[ConversionResult]) -> str:
+    """One row per artifact output: how far it is from the source model, and the verdict."""
+    rows = []
+    for result in results:
+        sizes = {(a.target, a.quantization): a.size for a in result.artifacts}
+        for check in result.validation:
+            size = format_size(sizes.get((check.target, check.quantization), 0))
+            head = [check.target.value, check.quantization.value, size]
+            if not check.outputs:
+                rows.append([*head, check.status, check.message, "", "", ""])
+            for output in check.outputs:
+                verdict = "passed" if output.passed else "FAILED"
+                rows.append(
+                    [
+                        *head,
+                        verdict,
+                        output.name,
+                        _error(output.max_abs_error),
+                        _error(output.max_rel_error),
+                        f"{check.tolerance:g}",
+                    ]
+                )
+    if not rows:
+        return "validation: not run (--no-verify)"
+    title = "validation: the source model and each artifact on seeded random inputs and all ones"
+    headers = ["target", "quant", "size", "status", "output", "max abs err", "rel to scale", "tolerance"]
+    return f"{title}\n{table(headers, rows)}"
+
+
+def render_manifest(result: ConversionResult) -> str:
+    """The names and tensors a user needs to call each artifact."""
+    lines = []
+    for check in result.validation:
+        if not check.inputs_manifest and not check.outputs_manifest:
+            continue
+        if check.target.value == "tflite":
+            lines.append("TFLite I/O (signature 'serving_default'; outputs may be stored in another order):")
+            for direction, entries in (("input", check.inputs_manifest), ("output", check.outputs_manifest)):
+                lines += [
+                    f"  {direction:6} {e.key} -> tensor {e.index} '{e.name}' {e.dtype} {format_shape(e.shape)}"
+                    for e in entries
+                ]
+        else:
+            inputs = ", ".join(e.key for e in check.inputs_manifest)
+            outputs = ", ".join(e.key for e in check.outputs_manifest)
+            lines.append(f"TF.js execute(): inputs {inputs}; outputs {outputs}")
+    return "\n".join(dict.fromkeys(lines))
+
+
 def render_result(result: ConversionResult) -> str:
     """What was written, how long it took and what to watch out for."""
     lines = [
@@ -126,4 +179,8 @@ def render_result(result: ConversionResult) -> str:
     lines.append("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
     lines.append("tools:   " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
     lines += [f"warning: {w}" for w in result.warnings]
+    lines += ["", render_validation([result])]
+    manifest = render_manifest(result)
+    if manifest:
+        lines += ["", manifest]
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from converter import formats as fmt
 from converter.archive import ArchiveLimits
@@ -21,9 +22,10 @@ from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
-from converter.result import Artifact, ConversionResult
+from converter.result import NOT_RUN, Artifact, ArtifactCheck, ConversionResult
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
+from converter.verify import TOLERANCES, make_inputs, reference_runner, verify_artifacts
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,10 @@ def convert_in_process(
     else:
         outcome = _convert_via_saved_model(source, summary, plan, options, out_dir, work_dir, stem, timings, logs)
     artifacts, needs_flex = outcome
+    validation: tuple[ArtifactCheck, ...] = ()
+    if options.verify:
+        with _timed(timings, "validate"):
+            validation = _verify(source, summary, plan, options, artifacts)
     if needs_flex:
         warnings.append(
             "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
@@ -198,6 +204,7 @@ def convert_in_process(
         versions=versions,
         warnings=tuple(warnings),
         needs_flex_delegate=needs_flex,
+        validation=validation,
         log="\n".join(log for log in logs if log.strip()),
     )
 
@@ -310,6 +317,54 @@ def _convert_via_saved_model(
             logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
         artifacts.append(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
     return artifacts, needs_flex
+
+
+def _verify(
+    source: ModelSource,
+    summary: ModelSummary,
+    plan: ConversionPlan,
+    options: ConversionOptions,
+    artifacts: list[Artifact],
+) -> tuple[ArtifactCheck, ...]:
+    output_keys = [_key(spec) for spec in plan.outputs]
+    shapes = {}
+    for spec in plan.inputs:
+        dims = list(plan.tflite_shapes.get(_key(spec), ()))
+        if dims and dims[0] < 0:
+            dims[0] = 1
+        if not dims or any(d < 0 for d in dims):
+            return _not_verified(artifacts, f"input {_key(spec)} has unknown dimensions; give --shape to verify")
+        shapes[_key(spec)] = tuple(dims)
+    input_sets = make_inputs(plan.inputs, shapes)
+    if options.verify_inputs:
+        input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
+    signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
+    reference = reference_runner(source.format, source.path, output_keys, signature)
+    return verify_artifacts(artifacts, output_keys, input_sets, reference)
+
+
+def _not_verified(artifacts: list[Artifact], reason: str) -> tuple[ArtifactCheck, ...]:
+    return tuple(
+        ArtifactCheck(a.target, a.quantization, NOT_RUN, reason, TOLERANCES[a.quantization]) for a in artifacts
+    )
+
+
+def load_user_inputs(path: Path, keys: list[str]) -> dict[str, Any]:
+    """Inputs a user gave: a .npy for a single-input model, or a .npz keyed by input name."""
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)  # never unpickle: it would run code from the file
+    except (OSError, ValueError) as error:
+        raise BadOptionsError(f"cannot read the inputs file {path.name}: {error}") from error
+    if isinstance(loaded, np.ndarray):
+        if len(keys) != 1:
+            raise BadOptionsError(f"the model has {len(keys)} inputs; give them in a .npz keyed {', '.join(keys)}")
+        return {keys[0]: loaded}
+    missing = [key for key in keys if key not in loaded.files]
+    if missing:
+        raise BadOptionsError(f"the inputs file lacks {', '.join(missing)} (it has {', '.join(loaded.files)})")
+    return {key: loaded[key] for key in keys}
 
 
 def _fresh_dir(path: Path) -> Path:

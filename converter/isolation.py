@@ -22,7 +22,7 @@ from converter.result import ConversionResult
 _CONTEXT = multiprocessing.get_context("spawn")
 
 
-def _child(conn: Connection, log_path: str, args: tuple[Any, ...]) -> None:
+def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None:
     # TensorFlow's C++ logs go to file descriptor 2; keep them for the result's log.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log_fd, 2)
@@ -31,7 +31,7 @@ def _child(conn: Connection, log_path: str, args: tuple[Any, ...]) -> None:
     from converter.conversion import convert_in_process
 
     try:
-        conn.send(("ok", convert_in_process(*args)))
+        conn.send(("ok", [convert_in_process(*args) for args in jobs]))
     except ConvbotError as error:
         conn.send(("error", type(error).__name__, error.message, error.log))
     except Exception as error:
@@ -61,11 +61,31 @@ def convert(
     stem: str | None = None,
 ) -> ConversionResult:
     """Convert a model to TFLite and/or TF.js in a child process; see `convert_in_process`."""
+    (result,) = convert_variants(
+        model_path, out_dir, [(options, stem)], work_dir=work_dir, timeout=timeout, limits=limits
+    )
+    return result
+
+
+def convert_variants(
+    model_path: str | Path,
+    out_dir: str | Path,
+    variants: list[tuple[ConversionOptions, str | None]],
+    *,
+    work_dir: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    limits: ArchiveLimits = ArchiveLimits(),
+) -> list[ConversionResult]:
+    """Several conversions of one model (each with its options and artifact stem) in one child
+    process, so TensorFlow is imported once; `timeout` covers them all."""
     with tempfile.TemporaryDirectory(prefix="convbot-convert-", dir=work_dir) as tmp:
         log_path = Path(tmp) / "converter.log"
-        args = (Path(model_path), Path(out_dir), options, Path(tmp) / "work", limits, stem)
+        jobs = [
+            (Path(model_path), Path(out_dir), options, Path(tmp) / f"work{index}", limits, stem)
+            for index, (options, stem) in enumerate(variants)
+        ]
         receiver, sender = _CONTEXT.Pipe(duplex=False)
-        process = _CONTEXT.Process(target=_child, args=(sender, str(log_path), args), daemon=True)
+        process = _CONTEXT.Process(target=_child, args=(sender, str(log_path), jobs), daemon=True)
         process.start()
         sender.close()
         message = None
@@ -90,8 +110,8 @@ def convert(
                 f"the converter {_how_it_died(process.exitcode)}; the model may be damaged or too large", log
             )
         if message[0] == "ok":
-            result: ConversionResult = message[1]
-            return result
+            results: list[ConversionResult] = message[1]
+            return results
         _, kind, text, error_log = message
         raise _error_class(kind)(text, f"{error_log}\n{log}".strip())
 

@@ -4,7 +4,7 @@ text forms the CLI and the bot accept (`name:1,224,224,3`, `float16`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from converter.errors import BadOptionsError
 from converter.formats import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, Quantization, Target
@@ -22,6 +22,8 @@ class ConversionOptions:
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     tflite_quantization: Quantization = Quantization.NONE
     tfjs_quantization: Quantization = Quantization.NONE
+    verify: bool = True  # run the source and every artifact on the same inputs and compare
+    verify_inputs: str | None = None  # a .npy (one input) or .npz (by input name) to verify on
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -104,3 +106,21 @@ def _quantization(text: str) -> Quantization:
         return Quantization(text.strip())
     except ValueError:
         raise BadOptionsError(f"unknown quantization '{text}'; use none, float16, dynamic, uint8 or uint16") from None
+
+
+def quantization_variants(options: ConversionOptions) -> list[tuple[str, ConversionOptions]]:
+    """The variants `--compare-quant` converts, named, for the targets `options` asks for."""
+    tfjs_targets = tuple(t for t in options.targets if t is not Target.TFLITE)
+    none, f16 = Quantization.NONE, Quantization.FLOAT16
+    variants = [
+        ("float32", replace(options, tflite_quantization=none, tfjs_quantization=none)),
+        ("float16", replace(options, tflite_quantization=f16, tfjs_quantization=f16)),
+    ]
+    if Target.TFLITE in options.targets:
+        variants.append(
+            ("dynamic", replace(options, targets=(Target.TFLITE,), tflite_quantization=Quantization.DYNAMIC))
+        )
+    if tfjs_targets:
+        for quant in (Quantization.UINT8, Quantization.UINT16):
+            variants.append((quant.value, replace(options, targets=tfjs_targets, tfjs_quantization=quant)))
+    return variants

@@ -10,6 +10,8 @@ from typing import Any
 from converter.formats import ModelFormat, Quantization, Target
 from converter.summary import TensorSpec
 
+PASSED, FAILED, NOT_RUN, ERROR = "passed", "failed", "not run", "error"  # verification statuses
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -49,6 +51,41 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class OutputCheck:
+    """How far one output of an artifact is from the source model's."""
+
+    name: str
+    max_abs_error: float
+    max_rel_error: float  # max_abs_error / the output's scale
+    passed: bool
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """How to feed or fetch one tensor of an artifact: the name the user chose and the artifact's own."""
+
+    key: str  # the chosen node name or signature key
+    name: str  # the tensor's name in the artifact
+    dtype: str
+    shape: tuple[int, ...]
+    index: int | None = None  # TFLite tensor index
+
+
+@dataclass(frozen=True)
+class ArtifactCheck:
+    """The verdict on one artifact."""
+
+    target: Target
+    quantization: Quantization
+    status: str  # passed | failed | not run | error
+    message: str
+    tolerance: float
+    outputs: tuple[OutputCheck, ...] = ()
+    inputs_manifest: tuple[TensorEntry, ...] = ()
+    outputs_manifest: tuple[TensorEntry, ...] = ()
+
+
+@dataclass(frozen=True)
 class ConversionResult:
     """The artifacts of one conversion and how they were made."""
 
@@ -61,6 +98,7 @@ class ConversionResult:
     versions: dict[str, str]
     warnings: tuple[str, ...] = ()
     needs_flex_delegate: bool = False
+    validation: tuple[ArtifactCheck, ...] = ()
     log: str = field(default="", repr=False)
 
     def artifact(self, target: Target) -> Artifact | None:
@@ -69,7 +107,7 @@ class ConversionResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["format"] = self.format.value
-        for artifact in data["artifacts"]:
-            artifact["target"] = artifact["target"].value
-            artifact["quantization"] = artifact["quantization"].value
+        for item in data["artifacts"] + data["validation"]:
+            item["target"] = item["target"].value
+            item["quantization"] = item["quantization"].value
         return data

@@ -1,0 +1,256 @@
+"""Verification: run the source model and every artifact on the same inputs, in the runtime its
+users will run it in (the TFLite interpreter; TF.js itself in Node.js), and compare outputs.
+
+Runs in the conversion process: it imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from converter import formats as fmt
+from converter.formats import ModelFormat, Quantization, Target
+from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, OutputCheck, TensorEntry
+from converter.summary import TensorSpec
+
+Arrays = dict[str, NDArray[Any]]
+
+# Largest error allowed, relative to the output's scale (its largest magnitude), per variant.
+# float32 matches TensorFlow's own checks (1e-4 of scale); reduced precision is looser, and
+# the measured number is always reported so a user can judge.
+TOLERANCES = {
+    Quantization.NONE: 1e-4,
+    Quantization.FLOAT16: 1e-2,
+    Quantization.UINT16: 1e-2,
+    Quantization.DYNAMIC: 1e-1,
+    Quantization.UINT8: 1e-1,
+}
+
+
+def make_inputs(specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[int, ...]], seed: int = 0) -> list[Arrays]:
+    """Seeded random values in a range that suits each input's dtype, then all ones."""
+    rng = np.random.default_rng(seed)
+    random_set: Arrays = {}
+    ones: Arrays = {}
+    for spec in specs:
+        key = spec.key or spec.name
+        shape = tuple(shapes[key])
+        dtype = np.dtype("float32" if spec.dtype in ("unknown", "") else spec.dtype)
+        if dtype == np.bool_:
+            random_set[key] = rng.random(shape) < 0.5
+        elif np.issubdtype(dtype, np.integer):
+            random_set[key] = rng.integers(0, 10, shape).astype(dtype)
+        else:
+            random_set[key] = rng.random(shape).astype(dtype)
+        ones[key] = np.ones(shape, dtype)
+    return [random_set, ones]
+
+
+def compare(name: str, got: NDArray[Any], expected: NDArray[Any], tolerance: float) -> OutputCheck:
+    """Max absolute and scale-relative error of `got` against `expected`."""
+    if got.shape != expected.shape:
+        return OutputCheck(name, float("inf"), float("inf"), False)
+    got64, expected64 = got.astype(np.float64), expected.astype(np.float64)
+    abs_error = float(np.max(np.abs(got64 - expected64))) if got.size else 0.0
+    scale = max(float(np.max(np.abs(expected64))) if expected.size else 0.0, 1e-6)
+    rel_error = abs_error / scale
+    return OutputCheck(name, abs_error, rel_error, bool(np.isfinite(rel_error) and rel_error <= tolerance))
+
+
+def _worst(checks: list[OutputCheck]) -> tuple[OutputCheck, ...]:
+    """One entry per output: the worst over all input sets."""
+    worst: dict[str, OutputCheck] = {}
+    for check in checks:
+        if check.name not in worst or check.max_rel_error > worst[check.name].max_rel_error:
+            worst[check.name] = check
+    return tuple(worst.values())
+
+
+def verify_artifacts(
+    artifacts: Sequence[Artifact],
+    output_keys: Sequence[str],
+    input_sets: list[Arrays],
+    reference: Callable[[Arrays], Arrays],
+) -> tuple[ArtifactCheck, ...]:
+    """Run every artifact and the source on each input set and compare every output."""
+    expected = [reference(inputs) for inputs in input_sets]
+    return tuple(_check_artifact(a, output_keys, input_sets, expected) for a in artifacts)
+
+
+def _check_artifact(
+    artifact: Artifact, output_keys: Sequence[str], input_sets: list[Arrays], expected: list[Arrays]
+) -> ArtifactCheck:
+    tolerance = TOLERANCES[artifact.quantization]
+    runner = _tflite_runner if artifact.target is Target.TFLITE else _tfjs_runner
+    try:
+        run, inputs_manifest, outputs_manifest = runner(artifact, output_keys)
+        checks = []
+        for inputs, wanted in zip(input_sets, expected, strict=True):
+            got = run(inputs)
+            for key in output_keys:
+                if key not in got:
+                    return ArtifactCheck(
+                        artifact.target, artifact.quantization, ERROR, f"the artifact has no output '{key}'", tolerance
+                    )
+                checks.append(compare(key, got[key], wanted[key], tolerance))
+    except _NotRun as reason:
+        return ArtifactCheck(artifact.target, artifact.quantization, NOT_RUN, str(reason), tolerance)
+    except _RunFailed as failure:
+        return ArtifactCheck(artifact.target, artifact.quantization, ERROR, str(failure), tolerance)
+    outputs = _worst(checks)
+    failed = [check.name for check in outputs if not check.passed]
+    status = FAILED if failed else PASSED
+    message = f"outputs off by more than {tolerance:g} of their scale: {', '.join(failed)}" if failed else "ok"
+    return ArtifactCheck(
+        artifact.target, artifact.quantization, status, message, tolerance, outputs, inputs_manifest, outputs_manifest
+    )
+
+
+class _NotRun(Exception):
+    """The artifact could not be run here (no runtime); not a verdict on the artifact."""
+
+
+class _RunFailed(Exception):
+    """The artifact failed to load or run: a verdict on the artifact."""
+
+
+Runner = tuple[Callable[[Arrays], Arrays], tuple[TensorEntry, ...], tuple[TensorEntry, ...]]
+
+
+def _tflite_runner(artifact: Artifact, output_keys: Sequence[str]) -> Runner:
+    import tensorflow as tf
+
+    try:
+        interpreter = tf.lite.Interpreter(model_path=artifact.path)
+        signatures = interpreter.get_signature_list()
+        runner = interpreter.get_signature_runner(
+            fmt.SERVING_SIGNATURE if fmt.SERVING_SIGNATURE in signatures else None
+        )
+    except (ValueError, RuntimeError) as error:
+        raise _RunFailed(f"the TFLite interpreter cannot load it: {_first_line(error)}") from None
+
+    def entries(kind: str) -> tuple[TensorEntry, ...]:
+        details = runner.get_input_details() if kind == "inputs" else runner.get_output_details()
+        return tuple(
+            TensorEntry(
+                key, d["name"], np.dtype(d["dtype"]).name, tuple(int(x) for x in d["shape_signature"]), int(d["index"])
+            )
+            for key, d in details.items()
+        )
+
+    def run(inputs: Arrays) -> Arrays:
+        try:
+            return {k: np.asarray(v) for k, v in runner(**inputs).items()}
+        except (ValueError, RuntimeError) as error:
+            raise _RunFailed(f"the TFLite interpreter failed: {_first_line(error)}") from None
+
+    return run, entries("inputs"), entries("outputs")
+
+
+def _tfjs_runner(artifact: Artifact, output_keys: Sequence[str]) -> Runner:
+    from converter.tfjs_runtime import TfjsRunError, TfjsUnavailable, run_tfjs_model
+
+    layers = artifact.target is Target.TFJS_LAYERS
+
+    def run(inputs: Arrays) -> Arrays:
+        try:
+            # One input goes in positionally, as web code calls model.predict(tensor): a leftover
+            # extra input (a PlaceholderWithDefault) then fails here as it would in the browser.
+            result = run_tfjs_model(
+                Path(artifact.path),
+                inputs,
+                None if layers else list(output_keys),
+                kind="layers" if layers else "graph",
+                positional=len(inputs) == 1,
+            )
+        except TfjsUnavailable as missing:
+            raise _NotRun(str(missing)) from None
+        except TfjsRunError as error:
+            raise _RunFailed(f"TF.js failed at {error.stage}: {_first_line(error)}") from None
+        if layers:  # a layers model's outputs come in order, unnamed
+            return dict(zip(output_keys, result.outputs.values(), strict=False))
+        return result.outputs
+
+    inputs_manifest, outputs_manifest = ((), ()) if layers else tfjs_manifest(Path(artifact.path))
+    return run, inputs_manifest, outputs_manifest
+
+
+def tfjs_manifest(model_dir: Path) -> tuple[tuple[TensorEntry, ...], tuple[TensorEntry, ...]]:
+    """The names to pass to TF.js `execute`: signature keys where model.json has them, else placeholders."""
+    import json
+
+    model = json.loads((model_dir / fmt.TFJS_MODEL_JSON).read_text(encoding="utf-8"))
+    signature = model.get("signature") or {}
+    nodes = (model.get("modelTopology") or {}).get("node") or []
+
+    def entries(section: dict[str, Any]) -> tuple[TensorEntry, ...]:
+        return tuple(
+            TensorEntry(
+                key,
+                str(info.get("name", key)),
+                str(info.get("dtype", "")).removeprefix("DT_").lower(),
+                tuple(int(d.get("size", -1)) for d in (info.get("tensorShape") or {}).get("dim", [])),
+            )
+            for key, info in section.items()
+        )
+
+    inputs = entries(signature.get("inputs") or {})
+    if not inputs:
+        inputs = tuple(TensorEntry(n["name"], n["name"], "", ()) for n in nodes if n.get("op") == "Placeholder")
+    return inputs, entries(signature.get("outputs") or {})
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def reference_runner(
+    model_format: ModelFormat, model_path: Path, output_keys: Sequence[str], signature_key: str = fmt.SERVING_SIGNATURE
+) -> Callable[[Arrays], Arrays]:
+    """A function computing the source model's outputs with TensorFlow."""
+    import tensorflow as tf
+
+    if model_format.is_graph:
+        from converter.graph_inspect import read_graph_def
+
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(
+            read_graph_def(model_path, text=model_format is ModelFormat.FROZEN_GRAPH_TEXT).SerializeToString()
+        )
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+        session = tf.compat.v1.Session(graph=graph)
+
+        def run_graph(inputs: Arrays) -> Arrays:
+            values = session.run([f"{k}:0" for k in output_keys], {f"{k}:0": v for k, v in inputs.items()})
+            return dict(zip(output_keys, values, strict=True))
+
+        return run_graph
+    if model_format is ModelFormat.SAVED_MODEL:
+        function = tf.saved_model.load(str(model_path), tags=[fmt.SERVING_TAG]).signatures[signature_key]
+
+        def run_saved_model(inputs: Arrays) -> Arrays:
+            result = function(**{k: tf.constant(v) for k, v in inputs.items()})
+            return {k: np.asarray(result[k]) for k in output_keys}
+
+        return run_saved_model
+    from converter.serving_export import load_keras_model_safely
+
+    model = load_keras_model_safely(model_path)
+    names = list(getattr(model, "output_names", []) or output_keys)
+
+    def run_keras(inputs: Arrays) -> Arrays:
+        values = list(inputs.values())
+        result = model(values if len(values) > 1 else values[0], training=False)
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        by_name = result if isinstance(result, dict) else dict(zip(names, results, strict=False))
+        return {k: np.asarray(by_name[k]) for k in output_keys}
+
+    return run_keras
