@@ -209,6 +209,9 @@ def test_select_tf_ops_fallback_is_recorded(tmp_path: Path, tf: Any) -> None:
     result = _convert(path, tmp_path, targets=(Target.TFLITE,))
     assert result.needs_flex_delegate
     assert any("Flex delegate" in warning for warning in result.warnings)
+    # TensorFlow's own interpreter links the Flex delegate, so the Flex model is run and checked.
+    (check,) = result.validation
+    assert check.status == "passed", check.message
 
 
 def test_tfjs_check_catches_a_missing_shard(multihead_graph, tmp_path: Path, tf: Any) -> None:

@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from converter import tfjs_runtime
 from converter.tfjs_runtime import TfjsRun, TfjsRunError, TfjsUnavailable, run_tfjs_model
+from tests.converter.conftest import run_frozen_graph
 
 EMOTION = Path(__file__).parent.parent / "data" / "tfjs_emotion"
 RTOL = ATOL = 1e-5
@@ -152,19 +153,6 @@ def _v1_graph_js(work: Path, name: str, build: Callable[[Any, Any], list[str]]) 
     out = work / f"{name}_js"
     tfjs.convert_tf_frozen_model(str(pb), ",".join(outputs), str(out))
     return out
-
-
-def _run_v1_graph(pb: Path, feeds: dict[str, Array], outputs: list[str]) -> dict[str, Array]:
-    import tensorflow as tf
-
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(pb.read_bytes())
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
-        values = session.run([f"{o}:0" for o in outputs], {f"{k}:0": v for k, v in feeds.items()})
-    return dict(zip(outputs, values, strict=True))
 
 
 WEIGHTS = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
@@ -315,7 +303,7 @@ def test_frozen_graph_outputs_follow_model_json_not_converter_order(work: Path, 
     assert run.output_names == tuple(_signature_outputs(heads_js))
     assert set(run.output_names) == {"zeta", "alpha", "mid"}
     assert list(run.outputs) == list(run.output_names)
-    expected = _run_v1_graph(work / "heads.pb", {"count": count.astype(np.int32)}, ["zeta", "alpha", "mid"])
+    expected = run_frozen_graph(work / "heads.pb", {"count": count.astype(np.int32)}, ["zeta", "alpha", "mid"])
     assert run.outputs["alpha"].dtype == np.bool_
     assert run.outputs["mid"].dtype == np.int32
     assert run.outputs["zeta"].dtype == np.float32
@@ -347,7 +335,7 @@ def test_placeholder_with_default_is_an_input_tfjs_demands_when_fed_positionally
     # By name, TF.js 4.22 falls back to the default value.
     run = run_tfjs_model(with_default_js, {"input": x})
     assert run.input_names == ("input", "keep_prob")
-    expected = _run_v1_graph(work / "with_default.pb", {"input": x}, ["output"])
+    expected = run_frozen_graph(work / "with_default.pb", {"input": x}, ["output"])
     _assert_close(run, expected)
     # Both inputs given positionally (in input_names order) works too.
     run = run_tfjs_model(with_default_js, {"input": x, "keep_prob": np.float32(0.5)}, positional=True)
