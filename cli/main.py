@@ -57,6 +57,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="convert every quantization variant and print their sizes and errors side by side",
     )
     convert.add_argument("--json", action="store_true", help="print JSON for scripts")
+    database = commands.add_parser("db", help="database maintenance")
+    database.add_argument(
+        "action",
+        choices=["upgrade", "check", "current"],
+        help="upgrade: migrate to the newest schema; check: models and database agree; current: the schema revision",
+    )
+
+    cleanup = commands.add_parser("cleanup", help="delete expired models and artifacts now (for cron)")
+    cleanup.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     return parser
 
 
@@ -119,14 +128,55 @@ def run_convert(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def run_db(args: argparse.Namespace) -> int:
+    from db import migrate
+    from jobs.settings import load_settings
+
+    url = load_settings().sqlalchemy_url
+    if args.action == "upgrade":
+        migrate.upgrade(url)
+        print(f"database at revision {migrate.current_revision(url)}")
+        return 0
+    if args.action == "current":
+        print(migrate.current_revision(url) or "not migrated")
+        return 0
+    problems = migrate.check(url)
+    for problem in problems:
+        print(problem)
+    print("models and database agree" if not problems else f"{len(problems)} differences")
+    return 1 if problems else 0
+
+
+def run_cleanup_once(args: argparse.Namespace) -> int:
+    from db.session import open_database
+    from jobs.cleanup import run_cleanup
+    from jobs.settings import load_settings
+
+    settings = load_settings()
+    sessions = open_database(settings.sqlalchemy_url)
+    with sessions() as session:
+        report = run_cleanup(session, settings, dry_run=args.dry_run)
+        if not args.dry_run:
+            session.commit()
+    for path in report.removed:
+        print(f"{'would remove' if args.dry_run else 'removed'}: {path}")
+    print(report.summary())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from jobs.settings import SettingsError
+
     args = _build_parser().parse_args(argv)
-    handlers = {"inspect": run_inspect, "convert": run_convert}
+    handlers = {"inspect": run_inspect, "convert": run_convert, "db": run_db, "cleanup": run_cleanup_once}
     try:
         return handlers[args.command](args)
+    except SettingsError as error:
+        print(f"convbot: {error}", file=sys.stderr)
+        return 2
     except ConvbotError as error:
         print(f"convbot: {error.message}", file=sys.stderr)
-        if args.json:
+        if getattr(args, "json", False):
             print(json.dumps({"error": error.message, "kind": type(error).__name__, "log": error.log}))
         return 1
     except KeyboardInterrupt:

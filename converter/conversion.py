@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,42 +155,40 @@ def convert_in_process(
     work_dir: Path,
     limits: ArchiveLimits = ArchiveLimits(),
     stem: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ConversionResult:
     """Convert `model_path` to each target in `options`, writing artifacts into `out_dir`.
 
-    `work_dir` is a private scratch folder (archives are unpacked there). Raises ConvbotError
-    subclasses with a short message; the full log is on the exception.
+    `work_dir` is a private scratch folder (archives are unpacked there). `progress` is called
+    with each stage's name as it starts: loading, convert_tflite, convert_tfjs, validate.
+    Raises ConvbotError subclasses with a short message; the full log is on the exception.
     """
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    stages = StageClock(progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    source = detect_model(Path(model_path), work_dir / "source", limits)
-    summary = inspect_source(source)
-    plan = plan_conversion(summary, options)
-    timings["inspect"] = time.perf_counter() - started
+    with stages.stage("loading"):
+        source = detect_model(Path(model_path), work_dir / "source", limits)
+        summary = inspect_source(source)
+        plan = plan_conversion(summary, options)
     stem = stem or artifact_stem(Path(model_path))
     warnings = list(options.warnings) + list(plan.warnings)
     if Target.TFJS_LAYERS in options.targets:
         _check_layers_model_possible(summary)
 
-    started = time.perf_counter()
-    import tensorflow  # noqa: F401 - timed on its own: it is most of a cold conversion
-
-    versions = tool_versions()
-    timings["load_tensorflow"] = time.perf_counter() - started
+    with stages.stage("load_tensorflow"):  # most of a cold conversion; nothing in a warm worker
+        versions = tool_versions()
 
     artifacts: list[Artifact] = []
     logs: list[str] = []
     needs_flex = False
     if source.format.is_graph:
-        outcome = _convert_graph(source, plan, options, out_dir, work_dir, stem, timings, logs)
+        outcome = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs)
     else:
-        outcome = _convert_via_saved_model(source, summary, plan, options, out_dir, work_dir, stem, timings, logs)
+        outcome = _convert_via_saved_model(source, summary, plan, options, out_dir, work_dir, stem, stages, logs)
     artifacts, needs_flex = outcome
     validation: tuple[ArtifactCheck, ...] = ()
     if options.verify:
-        with _timed(timings, "validate"):
+        with stages.stage("validate"):
             validation = _verify(source, summary, plan, options, artifacts)
     if needs_flex:
         warnings.append(
@@ -200,7 +200,7 @@ def convert_in_process(
         inputs=plan.inputs,
         outputs=plan.outputs,
         artifacts=tuple(artifacts),
-        timings={k: round(v, 4) for k, v in timings.items()},
+        timings={k: round(v, 4) for k, v in stages.timings.items()},
         versions=versions,
         warnings=tuple(warnings),
         needs_flex_delegate=needs_flex,
@@ -209,19 +209,25 @@ def convert_in_process(
     )
 
 
-def _timed(timings: dict[str, float], stage: str) -> _Timer:
-    return _Timer(timings, stage)
+ProgressCallback = Callable[[str], None]
 
 
-class _Timer:
-    def __init__(self, timings: dict[str, float], stage: str) -> None:
-        self.timings, self.stage = timings, stage
+class StageClock:
+    """Times each stage of a conversion and reports each as it starts (for progress messages)."""
 
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
+    def __init__(self, progress: ProgressCallback | None = None) -> None:
+        self.timings: dict[str, float] = {}
+        self.progress = progress
 
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.started
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.progress is not None:
+            self.progress(name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
 
 
 def _convert_graph(
@@ -231,7 +237,7 @@ def _convert_graph(
     out_dir: Path,
     work_dir: Path,
     stem: str,
-    timings: dict[str, float],
+    stages: StageClock,
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
     from converter.tfjs_export import tfjs_from_frozen_graph
@@ -243,7 +249,7 @@ def _convert_graph(
     artifacts = []
     needs_flex = False
     if Target.TFLITE in options.targets:
-        with _timed(timings, "convert_tflite"):
+        with stages.stage("convert_tflite"):
             pruned_path = work_dir / "pruned_tflite.pb"
             pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.tflite_shapes).SerializeToString())
             outcome = tflite_from_frozen_graph(
@@ -258,7 +264,7 @@ def _convert_graph(
         needs_flex = outcome.needs_flex_delegate
         artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
     if Target.TFJS in options.targets:
-        with _timed(timings, "convert_tfjs"):
+        with stages.stage("convert_tfjs"):
             # TF.js keeps unknown dimensions (a dynamic batch is useful in a browser); only given shapes apply.
             pruned_path = work_dir / "pruned_tfjs.pb"
             pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.given_shapes).SerializeToString())
@@ -276,7 +282,7 @@ def _convert_via_saved_model(
     out_dir: Path,
     work_dir: Path,
     stem: str,
-    timings: dict[str, float],
+    stages: StageClock,
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
     from converter.serving_export import export_keras, export_saved_model_subset
@@ -291,7 +297,7 @@ def _convert_via_saved_model(
     )
     wants_graph_targets = Target.TFLITE in options.targets or Target.TFJS in options.targets
     if needs_export and wants_graph_targets:
-        with _timed(timings, "load"):
+        with stages.stage("load"):
             export_dir = _fresh_dir(work_dir / "serving")
             if source.format.is_keras:
                 serving_dir = export_keras(source.path, plan.inputs, output_keys, shapes, export_dir)
@@ -301,18 +307,18 @@ def _convert_via_saved_model(
     artifacts = []
     needs_flex = False
     if Target.TFLITE in options.targets:
-        with _timed(timings, "convert_tflite"):
+        with stages.stage("convert_tflite"):
             outcome = tflite_from_saved_model(serving_dir, options.tflite_quantization, out_dir / f"{stem}.tflite")
         logs.append(outcome.log)
         needs_flex = outcome.needs_flex_delegate
         artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
     if Target.TFJS in options.targets:
-        with _timed(timings, "convert_tfjs"):
+        with stages.stage("convert_tfjs"):
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
             logs.append(tfjs_from_saved_model(serving_dir, options.tfjs_quantization, tfjs_dir))
         artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
     if Target.TFJS_LAYERS in options.targets:
-        with _timed(timings, "convert_tfjs_layers"):
+        with stages.stage("convert_tfjs_layers"):
             layers_dir = _fresh_dir(out_dir / f"{stem}_tfjs_layers")
             logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
         artifacts.append(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))

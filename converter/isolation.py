@@ -27,11 +27,14 @@ def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log_fd, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _run_test_hook(os.environ.get("CONVBOT_TEST_HOOK", ""))
     from converter.conversion import convert_in_process
 
     try:
-        conn.send(("ok", [convert_in_process(*args) for args in jobs]))
+        results = []
+        for args in jobs:
+            run_test_hook(args[0])
+            results.append(convert_in_process(*args))
+        conn.send(("ok", results))
     except ConvbotError as error:
         conn.send(("error", type(error).__name__, error.message, error.log))
     except Exception as error:
@@ -40,14 +43,28 @@ def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None
         conn.close()
 
 
-def _run_test_hook(hook: str) -> None:
-    """Let tests make the child die the ways TensorFlow can: abort, hang, exhaust memory."""
-    if hook == "abort":
+def run_test_hook(model_path: Path) -> None:
+    """Let tests make a conversion die the ways TensorFlow can: abort, hang, be killed, eat memory.
+
+    CONVBOT_TEST_HOOK is an action ('abort', 'hang', 'kill', 'memory'), optionally '@text' to
+    act only on models whose path contains that text. Unset in production: does nothing.
+    """
+    hook = os.environ.get("CONVBOT_TEST_HOOK", "")
+    action, _, only = hook.partition("@")
+    if not action or (only and only not in str(model_path)):
+        return
+    if action == "abort":
         os.abort()
-    elif hook == "hang":
+    elif action == "hang":
         time.sleep(3600)
-    elif hook == "kill":
+    elif action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "memory":
+        hog = bytearray(64 * 1024 * 1024)
+        hogs: list[bytes] = []
+        while True:  # touch real pages until something stops us
+            hogs.append(bytes(hog) + bytes([len(hogs) % 256]))
+            time.sleep(0.01)
 
 
 def convert(
@@ -107,7 +124,7 @@ def convert_variants(
             raise ConversionTimeout(f"the conversion took longer than {timeout:g} s and was stopped", log)
         if message is None:
             raise ConverterCrash(
-                f"the converter {_how_it_died(process.exitcode)}; the model may be damaged or too large", log
+                f"the converter {how_it_died(process.exitcode)}; the model may be damaged or too large", log
             )
         if message[0] == "ok":
             results: list[ConversionResult] = message[1]
@@ -116,7 +133,8 @@ def convert_variants(
         raise _error_class(kind)(text, f"{error_log}\n{log}".strip())
 
 
-def _how_it_died(exitcode: int | None) -> str:
+def how_it_died(exitcode: int | None) -> str:
+    """'crashed (SIGABRT)', 'was killed (out of memory?)', ... for a child's exit code."""
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         return "was killed (out of memory?)" if name == "SIGKILL" else f"crashed ({name})"

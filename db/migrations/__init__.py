@@ -1,0 +1,1 @@
+"""Alembic migrations for db/models.py; run them with db.migrate (no alembic.ini)."""

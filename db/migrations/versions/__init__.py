@@ -1,0 +1,1 @@
+"""One file per schema revision; write new ones with `python -m db.migrate revision -m "..."`."""

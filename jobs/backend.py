@@ -1,0 +1,194 @@
+"""Where jobs run. The job service talks to an ExecutionBackend; today that is a pool of warm
+worker processes on this machine, and a distributed backend can take its place later."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from converter.isolation import how_it_died
+from jobs.worker import worker_main
+
+_CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that may hold TensorFlow
+
+
+@dataclass(frozen=True)
+class BackendEvent:
+    """Something a running job did: a stage began, it finished, it failed."""
+
+    job_id: int
+    kind: str  # progress | done | failed
+    stage: str = ""
+    result: Any = None  # the ConversionResult, for done
+    message: str = ""
+    log: str = ""
+
+
+class ExecutionBackend(ABC):
+    """Runs conversions; the service decides which job runs when."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    @abstractmethod
+    def free_slots(self) -> int:
+        """How many more jobs could start now."""
+
+    @abstractmethod
+    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
+        """Begin `convert_in_process(**kwargs)` for `job_id`."""
+
+    @abstractmethod
+    def kill(self, job_id: int, reason: str) -> None:
+        """Stop a running job; a `failed` event with `reason` follows."""
+
+    @abstractmethod
+    def poll(self, timeout: float) -> list[BackendEvent]:
+        """Events since the last poll, waiting up to `timeout` seconds for the first."""
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    job_id: int | None = None
+    job_started: float = 0.0
+    kill_reason: str = ""
+    spawned: float = field(default_factory=time.monotonic)
+
+
+class LocalWorkerPool(ExecutionBackend):
+    """`size` warm worker processes. A job that runs too long or uses too much memory is killed;
+    a worker that dies fails only its job and is replaced."""
+
+    def __init__(self, size: int, log_path: Path, timeout_seconds: float, memory_mb: int) -> None:
+        self.size = size
+        self.log_path = log_path
+        self.timeout_seconds = timeout_seconds
+        self.memory_bytes = memory_mb * 1024 * 1024
+        self.workers: list[_Worker] = []
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        while len(self.workers) < self.size:
+            self.workers.append(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        parent, child = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(target=worker_main, args=(child, str(self.log_path)), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                worker.conn.send(("stop",))
+        deadline = time.monotonic() + 5
+        for worker in self.workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self.workers.clear()
+
+    def free_slots(self) -> int:
+        return sum(1 for w in self.workers if w.ready and w.job_id is None)
+
+    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
+        worker = next(w for w in self.workers if w.ready and w.job_id is None)
+        worker.job_id, worker.job_started, worker.kill_reason = job_id, time.monotonic(), ""
+        worker.conn.send(("job", job_id, kwargs))
+
+    def kill(self, job_id: int, reason: str) -> None:
+        for worker in self.workers:
+            if worker.job_id == job_id and worker.process.is_alive():
+                worker.kill_reason = reason
+                worker.process.kill()
+
+    def running_jobs(self) -> list[int]:
+        return [w.job_id for w in self.workers if w.job_id is not None]
+
+    def poll(self, timeout: float) -> list[BackendEvent]:
+        from multiprocessing.connection import wait
+
+        conns = [w.conn for w in self.workers]
+        ready = wait(conns, timeout) if conns else []
+        events: list[BackendEvent] = []
+        for worker in list(self.workers):
+            if worker.conn in ready:
+                events.extend(self._drain(worker))
+        self._enforce_limits()
+        events.extend(self._replace_dead())
+        return events
+
+    def _drain(self, worker: _Worker) -> list[BackendEvent]:
+        events = []
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                kind = message[0]
+                if kind == "ready":
+                    worker.ready = True
+                elif kind == "progress":
+                    events.append(BackendEvent(message[1], "progress", stage=message[2]))
+                elif kind == "done":
+                    events.append(BackendEvent(message[1], "done", result=message[2]))
+                    worker.job_id = None
+                elif kind == "failed":
+                    events.append(BackendEvent(message[1], "failed", message=message[2], log=message[3]))
+                    worker.job_id = None
+        except (EOFError, OSError):
+            pass  # the worker died; _replace_dead reports its job
+        return events
+
+    def _enforce_limits(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker.job_id is None or not worker.process.is_alive():
+                continue
+            if now - worker.job_started > self.timeout_seconds:
+                worker.kill_reason = f"the conversion took longer than {self.timeout_seconds:g} s and was stopped"
+                worker.process.kill()
+            elif _resident_bytes(worker.process.pid) > self.memory_bytes:
+                worker.kill_reason = (
+                    f"the conversion used more than {self.memory_bytes // (1024 * 1024)} MB of memory and was stopped"
+                )
+                worker.process.kill()
+
+    def _replace_dead(self) -> list[BackendEvent]:
+        events = []
+        for index, worker in enumerate(self.workers):
+            if worker.process.is_alive():
+                continue
+            worker.process.join()
+            if worker.job_id is not None:
+                reason = worker.kill_reason or f"the converter {how_it_died(worker.process.exitcode)}"
+                events.append(BackendEvent(worker.job_id, "failed", message=reason))
+            worker.conn.close()
+            self.workers[index] = self._spawn()
+        return events
+
+
+def _resident_bytes(pid: int | None) -> int:
+    """A process's resident memory, from /proc (0 where that cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0

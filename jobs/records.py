@@ -1,0 +1,194 @@
+"""Reading and writing job records: users, uploads, jobs, artifacts. Each function takes the
+session and leaves committing to its caller."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from converter.options import ConversionOptions
+from converter.result import ConversionResult, sha256_file
+from db.models import Artifact, Job, JobStatus, UploadedModel, User, utcnow
+
+WAITING = (JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value)
+
+
+def ensure_user(session: Session, telegram_id: int | None, name: str = "", language: str = "") -> User:
+    """The user with this Telegram id (None: the local CLI user), created on first sight."""
+    user = session.scalar(
+        select(User).where(User.telegram_id.is_(None) if telegram_id is None else User.telegram_id == telegram_id)
+    )
+    if user is None:
+        user = User(telegram_id=telegram_id, name=name, language=language)
+        session.add(user)
+        session.flush()
+    else:
+        user.last_seen = utcnow()
+        user.name = name or user.name
+        user.language = language or user.language
+    return user
+
+
+def store_upload(
+    session: Session,
+    models_dir: Path,
+    user: User,
+    source: Path,
+    original_name: str,
+    summary: dict[str, Any],
+    model_format: str,
+) -> UploadedModel:
+    """Keep an uploaded model under the data directory, by content hash, and record it."""
+    digest = sha256_file(source)
+    folder = models_dir / digest[:2] / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = folder / (Path(original_name).name or "model")
+    if not stored.exists():
+        shutil.copyfile(source, stored)
+    record = UploadedModel(
+        user_id=user.id,
+        sha256=digest,
+        size=stored.stat().st_size,
+        format=model_format,
+        original_name=original_name,
+        storage_path=str(stored),
+        summary=summary,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def options_to_record(options: ConversionOptions) -> dict[str, Any]:
+    """The job columns that describe what was asked."""
+    return {
+        "targets": [t.value for t in options.targets],
+        "inputs": list(options.inputs),
+        "outputs": list(options.outputs),
+        "shapes": {name: list(dims) for name, dims in options.shapes},
+        "tflite_quantization": options.tflite_quantization.value,
+        "tfjs_quantization": options.tfjs_quantization.value,
+    }
+
+
+def options_from_job(job: Job) -> ConversionOptions:
+    from converter.formats import Quantization, Target
+
+    return ConversionOptions(
+        targets=tuple(Target(t) for t in job.targets),
+        inputs=tuple(job.inputs),
+        outputs=tuple(job.outputs),
+        shapes=tuple((name, tuple(dims)) for name, dims in job.shapes.items()),
+        tflite_quantization=Quantization(job.tflite_quantization),
+        tfjs_quantization=Quantization(job.tfjs_quantization),
+    )
+
+
+def cache_key(model_sha256: str, options: ConversionOptions) -> str:
+    """Same model bytes and same options: the same artifacts."""
+    described = json.dumps([model_sha256, options_to_record(options), options.verify], sort_keys=True)
+    return hashlib.sha256(described.encode()).hexdigest()
+
+
+def find_cached_job(session: Session, key: str) -> Job | None:
+    """A finished job with this cache key whose artifacts are all still on disk."""
+    candidates = session.scalars(
+        select(Job).where(Job.cache_key == key, Job.status == JobStatus.SUCCEEDED.value).order_by(Job.id.desc())
+    )
+    for job in candidates:
+        if job.artifacts and all(a.deleted_at is None and Path(a.path).exists() for a in job.artifacts):
+            return job
+    return None
+
+
+def record_result(session: Session, job: Job, result: ConversionResult, retention: timedelta) -> None:
+    """A finished conversion: its artifacts, timings, versions and validation."""
+    now = utcnow()
+    for artifact in result.artifacts:
+        session.add(
+            Artifact(
+                job_id=job.id,
+                kind=artifact.target.value,
+                quantization=artifact.quantization.value,
+                file_name=Path(artifact.path).name,
+                path=artifact.path,
+                size=artifact.size,
+                sha256=artifact.sha256,
+                created_at=now,
+                expires_at=now + retention,
+            )
+        )
+    job.status = JobStatus.SUCCEEDED.value
+    job.stage = "done"
+    job.finished_at = now
+    job.timings = result.timings
+    job.tool_versions = result.versions
+    job.result = result.to_dict()
+    job.error_log = result.log[-100_000:]
+
+
+def copy_cached_result(session: Session, job: Job, cached: Job) -> None:
+    """Finish `job` with the artifacts of an identical earlier job; no conversion runs."""
+    now = utcnow()
+    for artifact in cached.artifacts:
+        session.add(
+            Artifact(
+                job_id=job.id,
+                kind=artifact.kind,
+                quantization=artifact.quantization,
+                file_name=artifact.file_name,
+                path=artifact.path,
+                size=artifact.size,
+                sha256=artifact.sha256,
+                created_at=now,
+                expires_at=artifact.expires_at,
+                telegram_file_id=artifact.telegram_file_id,
+            )
+        )
+    job.status = JobStatus.SUCCEEDED.value
+    job.stage = "done"
+    job.started_at = job.finished_at = now
+    job.cached_from_job_id = cached.id
+    job.timings = {}
+    job.tool_versions = dict(cached.tool_versions)
+    job.result = dict(cached.result)
+
+
+def finish_failed(job: Job, message: str, log: str = "") -> None:
+    job.status = JobStatus.FAILED.value
+    job.stage = "failed"
+    job.finished_at = utcnow()
+    job.error_message = message
+    job.error_log = log[-100_000:]
+
+
+def queue_position(session: Session, job: Job) -> int:
+    """1 for the next job to start; 0 once it is running or finished."""
+    if job.status not in WAITING:
+        return 0
+    ahead = (
+        session.scalar(
+            select(func.count()).select_from(Job).where(Job.status.in_(WAITING), Job.created_at < job.created_at)
+        )
+        or 0
+    )
+    return int(ahead) + 1
+
+
+def running_user_ids(session: Session) -> set[int]:
+    return set(session.scalars(select(Job.user_id).where(Job.status == JobStatus.RUNNING.value)))
+
+
+def waiting_jobs(session: Session) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.status.in_(WAITING)).order_by(Job.created_at, Job.id)))
+
+
+def age(moment: datetime | None) -> float:
+    return 0.0 if moment is None else (utcnow() - moment).total_seconds()

@@ -1,0 +1,292 @@
+"""The job service: every conversion is a job that exists in the database before it runs, waits
+its turn fairly (one running job per user), runs on an execution backend, survives restarts and
+reports its progress as events.
+
+    service = JobService(settings, session_factory)
+    service.subscribe(print)
+    service.start()
+    job_id = service.submit(user_id, model_id, ConversionOptions())
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from converter.conversion import artifact_stem
+from converter.options import ConversionOptions
+from db.models import Job, JobStatus, UploadedModel, utcnow
+from jobs import records
+from jobs.backend import BackendEvent, ExecutionBackend, LocalWorkerPool
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# What a user sees for each stage the converter reports.
+STAGE_NAMES = {
+    "loading": "loading",
+    "load_tensorflow": "loading",
+    "load": "loading",
+    "convert_tflite": "converting TFLite",
+    "convert_tfjs": "converting TF.js",
+    "convert_tfjs_layers": "converting TF.js",
+    "validate": "validating",
+}
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A change a user may want to hear about."""
+
+    job_id: int
+    user_id: int
+    kind: str  # queued | stage | succeeded | failed | cancelled | interrupted
+    stage: str = ""
+    position: int = 0  # place in the queue, for queued
+    message: str = ""
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A snapshot of one job."""
+
+    id: int
+    user_id: int
+    status: str
+    stage: str
+    position: int
+    error_message: str
+    artifacts: tuple[str, ...]
+    result: dict[str, Any]
+
+
+class JobService:
+    """Submit, look at, cancel and follow conversion jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        backend: ExecutionBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = session_factory
+        self.backend = backend or LocalWorkerPool(
+            settings.workers,
+            settings.data_dir / "logs" / "workers.log",
+            settings.job_timeout_seconds,
+            settings.job_memory_mb,
+        )
+        self._subscribers: list[Callable[[JobEvent], None]] = []
+        self._cancel_requests: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle
+
+    def start(self) -> None:
+        """Recover jobs a previous process left running, start the workers and the dispatcher."""
+        for folder in (self.settings.models_dir, self.settings.artifacts_dir, self.settings.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._recover_interrupted()
+        self.backend.start()
+        self._thread = threading.Thread(target=self._dispatch_forever, name="convbot-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop dispatching and the workers. Running jobs stay 'running' and are recovered at the next start."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.backend.stop()
+
+    def subscribe(self, callback: Callable[[JobEvent], None]) -> None:
+        """Call `callback` (from the dispatcher thread) with every event."""
+        self._subscribers.append(callback)
+
+    # -- the interface
+
+    def submit(self, user_id: int, model_id: int, options: ConversionOptions) -> int:
+        """Record a job and queue it, or finish it at once from an identical earlier job."""
+        with self.sessions() as session:
+            model = session.get(UploadedModel, model_id)
+            if model is None or model.deleted_at is not None:
+                raise ValueError(f"model {model_id} is not stored (any more)")
+            key = records.cache_key(model.sha256, options)
+            job = Job(user_id=user_id, model_id=model_id, cache_key=key, **records.options_to_record(options))
+            session.add(job)
+            session.flush()
+            cached = records.find_cached_job(session, key)
+            if cached is not None:
+                records.copy_cached_result(session, job, cached)
+                event = JobEvent(job.id, user_id, "succeeded", stage="done", cached=True)
+            else:
+                event = JobEvent(
+                    job.id, user_id, "queued", stage="queued", position=records.queue_position(session, job)
+                )
+            session.commit()
+        self._emit(event)
+        self._wake.set()
+        return event.job_id
+
+    def status(self, job_id: int) -> JobView | None:
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return None
+            return JobView(
+                job.id,
+                job.user_id,
+                job.status,
+                job.stage,
+                records.queue_position(session, job),
+                job.error_message,
+                tuple(a.path for a in job.artifacts if a.deleted_at is None),
+                dict(job.result),
+            )
+
+    def cancel(self, job_id: int, user_id: int | None = None) -> bool:
+        """Cancel a queued job (dropped) or a running one (its worker is killed). False if it was not the
+        user's, or already finished."""
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or (user_id is not None and job.user_id != user_id) or JobStatus(job.status).finished:
+                return False
+            was_running = job.status == JobStatus.RUNNING.value
+            job.status, job.stage, job.finished_at = JobStatus.CANCELLED.value, "cancelled", utcnow()
+            session.commit()
+            event = JobEvent(job.id, job.user_id, "cancelled", stage="cancelled")
+        if was_running:
+            self._cancel_requests.put(job_id)
+        self._wake.set()
+        self._emit(event)
+        return True
+
+    def wait(self, job_id: int, timeout: float) -> JobView:
+        """Block until the job finishes (for the CLI and tests)."""
+        done = threading.Event()
+
+        def watch(event: JobEvent) -> None:
+            if event.job_id == job_id and event.kind in ("succeeded", "failed", "cancelled"):
+                done.set()
+
+        self.subscribe(watch)
+        try:
+            view = self.status(job_id)
+            if view is not None and not JobStatus(view.status).finished:
+                done.wait(timeout)
+            view = self.status(job_id)
+        finally:
+            self._subscribers.remove(watch)
+        if view is None:
+            raise KeyError(job_id)
+        return view
+
+    # -- inside
+
+    def _emit(self, event: JobEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a subscriber's bug must not stop the jobs
+                log.exception("job event subscriber failed on %s", event)
+
+    def _recover_interrupted(self) -> None:
+        """Jobs left 'running' by a process that died: queued again once, failed the second time."""
+        events = []
+        with self.sessions() as session:
+            for job in session.scalars(select(Job).where(Job.status == JobStatus.RUNNING.value)):
+                if job.interruptions >= 1:
+                    records.finish_failed(job, "the job was interrupted twice by restarts; send the model again")
+                    events.append(JobEvent(job.id, job.user_id, "failed", message=job.error_message))
+                else:
+                    job.interruptions += 1
+                    job.status, job.stage, job.started_at = JobStatus.INTERRUPTED.value, "queued", None
+                    events.append(JobEvent(job.id, job.user_id, "interrupted", stage="queued"))
+                log.warning("job %s was running at shutdown: %s", job.id, job.status)
+            session.commit()
+        for event in events:
+            self._emit(event)
+
+    def _dispatch_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._handle_cancels()
+                self._start_waiting_jobs()
+                for event in self.backend.poll(0.2):
+                    self._apply(event)
+            except Exception:  # keep dispatching; the next round retries
+                log.exception("job dispatcher error")
+                self._stopping.wait(1)
+
+    def _handle_cancels(self) -> None:
+        while True:
+            try:
+                job_id = self._cancel_requests.get_nowait()
+            except queue.Empty:
+                return
+            self.backend.kill(job_id, "cancelled")
+
+    def _start_waiting_jobs(self) -> None:
+        if self.backend.free_slots() == 0:
+            return
+        started: list[tuple[int, int, dict[str, Any]]] = []
+        with self.sessions() as session:
+            busy_users = records.running_user_ids(session)
+            for job in records.waiting_jobs(session):
+                if self.backend.free_slots() - len(started) <= 0:
+                    break
+                if job.user_id in busy_users:
+                    continue  # one running job per user; the rest wait in order
+                busy_users.add(job.user_id)
+                job.status, job.stage, job.started_at = JobStatus.RUNNING.value, "loading", utcnow()
+                started.append((job.id, job.user_id, self._job_arguments(job)))
+            session.commit()
+        for job_id, user_id, kwargs in started:
+            self.backend.start_job(job_id, kwargs)
+            self._emit(JobEvent(job_id, user_id, "stage", stage="loading"))
+
+    def _job_arguments(self, job: Job) -> dict[str, Any]:
+        return {
+            "model_path": Path(job.model.storage_path),
+            "out_dir": self.settings.artifacts_dir / str(job.id),
+            "options": records.options_from_job(job),
+            "work_dir": self.settings.tmp_dir / f"job-{job.id}",
+            "stem": artifact_stem(Path(job.model.original_name)),
+        }
+
+    def _apply(self, event: BackendEvent) -> None:
+        with self.sessions() as session:
+            job = session.get(Job, event.job_id)
+            if job is None or job.status != JobStatus.RUNNING.value:
+                return  # cancelled meanwhile: its kill or late result changes nothing
+            if event.kind == "progress":
+                stage = STAGE_NAMES.get(event.stage, event.stage)
+                if stage == job.stage:
+                    return
+                job.stage = stage
+                out = JobEvent(job.id, job.user_id, "stage", stage=stage)
+            elif event.kind == "done":
+                retention = timedelta(hours=self.settings.retention_hours)
+                records.record_result(session, job, event.result, retention)
+                out = JobEvent(job.id, job.user_id, "succeeded", stage="done")
+            else:
+                records.finish_failed(job, event.message, event.log)
+                out = JobEvent(job.id, job.user_id, "failed", stage="failed", message=event.message)
+            session.commit()
+        if event.kind in ("done", "failed"):
+            shutil.rmtree(self.settings.tmp_dir / f"job-{event.job_id}", ignore_errors=True)
+        self._emit(out)

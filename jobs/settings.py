@@ -1,0 +1,70 @@
+"""convbot's settings: one typed class read from the environment (and a `.env` file), checked
+at start with a clear message for each bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting is `CONVBOT_<NAME>`; a variable in the environment wins over `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVBOT_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""  # empty: SQLite at data_dir/convbot.db
+    workers: int = Field(default=1, ge=1, le=64)
+    job_timeout_seconds: float = Field(default=600.0, gt=0)
+    job_memory_mb: int = Field(default=8192, ge=256)  # a worker above this is killed and its job failed
+    retention_hours: float = Field(default=168.0, gt=0)
+    cleanup_interval_minutes: float = Field(default=60.0, gt=0)
+    max_disk_mb: float = Field(default=10240.0, gt=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str) -> str:
+        # To SQLAlchemy a bare postgresql:// means psycopg2; convbot ships psycopg 3.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value.removeprefix(prefix)
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'convbot.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each bad variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, or raise SettingsError listing every bad value by its variable name."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            name = "CONVBOT_" + "_".join(str(part) for part in item["loc"]).upper()
+            problems.append(f"{name}: {item['msg']} (got {item.get('input')!r})")
+        raise SettingsError("bad settings: " + "; ".join(problems)) from None

@@ -1,0 +1,46 @@
+"""A warm worker process: imports TensorFlow once, then converts job after job.
+
+TensorFlow's import takes longer than converting a typical model, so workers live between jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def worker_main(conn: Connection, log_path: str) -> None:
+    """Serve ("job", job_id, kwargs) requests on `conn` until ("stop",) or the pipe closes."""
+    # TensorFlow's C++ logs go to file descriptor 2; keep them out of the parent's terminal.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    from converter.conversion import convert_in_process, tool_versions
+    from converter.errors import ConvbotError
+    from converter.isolation import run_test_hook
+
+    tool_versions()  # imports TensorFlow, Keras and tensorflowjs now, not in the first job
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] != "job":
+            return
+        _, job_id, kwargs = message
+
+        def progress(stage: str, job_id: int = job_id) -> None:
+            conn.send(("progress", job_id, stage))
+
+        try:
+            run_test_hook(kwargs["model_path"])
+            result: Any = convert_in_process(**kwargs, progress=progress)
+            conn.send(("done", job_id, result))
+        except ConvbotError as error:
+            conn.send(("failed", job_id, error.message, error.log))
+        except Exception as error:  # anything else fails the job, with its traceback for the record
+            conn.send(("failed", job_id, f"conversion failed: {error}", traceback.format_exc()))
