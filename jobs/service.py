@@ -79,8 +79,10 @@ class JobService:
         settings: Settings,
         session_factory: sessionmaker[Session],
         backend: ExecutionBackend | None = None,
+        reuse_results: bool = True,
     ) -> None:
         self.settings = settings
+        self.reuse_results = reuse_results  # off only in benchmarks, which must convert every time
         self.sessions = session_factory
         self.backend = backend or LocalWorkerPool(
             settings.workers,
@@ -129,7 +131,7 @@ class JobService:
             job = Job(user_id=user_id, model_id=model_id, cache_key=key, **records.options_to_record(options))
             session.add(job)
             session.flush()
-            cached = records.find_cached_job(session, key)
+            cached = records.find_cached_job(session, key) if self.reuse_results else None
             if cached is not None:
                 records.copy_cached_result(session, job, cached)
                 event = JobEvent(job.id, user_id, "succeeded", stage="done", cached=True)
