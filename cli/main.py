@@ -64,6 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="upgrade: migrate to the newest schema; check: models and database agree; current: the schema revision",
     )
 
+    commands.add_parser("run", help="run the Telegram bot (settings from CONVBOT_* variables and .env)")
+
     cleanup = commands.add_parser("cleanup", help="delete expired models and artifacts now (for cron)")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     return parser
@@ -164,11 +166,33 @@ def run_cleanup_once(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bot_command(args: argparse.Namespace) -> int:
+    from bot.app import run_bot
+    from bot.settings import BotSettings
+    from jobs.settings import load_settings_as
+
+    settings = load_settings_as(BotSettings)
+    if not settings.token:
+        print(
+            "convbot: set CONVBOT_TOKEN to the token BotFather gave you (console mode is not built yet)",
+            file=sys.stderr,
+        )
+        return 2
+    run_bot(settings)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from jobs.settings import SettingsError
 
     args = _build_parser().parse_args(argv)
-    handlers = {"inspect": run_inspect, "convert": run_convert, "db": run_db, "cleanup": run_cleanup_once}
+    handlers = {
+        "inspect": run_inspect,
+        "convert": run_convert,
+        "db": run_db,
+        "cleanup": run_cleanup_once,
+        "run": run_bot_command,
+    }
     try:
         return handlers[args.command](args)
     except SettingsError as error:

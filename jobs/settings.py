@@ -4,6 +4,7 @@ at start with a clear message for each bad value."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,10 +59,18 @@ class SettingsError(ValueError):
     """Settings that cannot be used; the message names each bad variable."""
 
 
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, or raise SettingsError listing every bad value by its variable name."""
+    return load_settings_as(Settings, **overrides)
+
+
+def load_settings_as(settings_class: type[SettingsT], **overrides: object) -> SettingsT:
+    """`load_settings` for a class that extends Settings (the bot's)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return settings_class(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         problems = []
         for item in error.errors():

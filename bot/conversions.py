@@ -1,0 +1,127 @@
+"""Starting a conversion from a chat: the one-line /convert, the "Convert now" button, the daily
+quota, and asking for unknown input dimensions."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.ext import ContextTypes
+
+from bot.services import BotServices, services
+from bot.state import Draft
+from bot.texts import Texts
+from bot.views import cancel_keyboard, format_shape
+from converter.errors import BadOptionsError
+from converter.options import ConversionOptions, parse_shape, parse_targets, split_quantization
+from db.models import Job, UploadedModel, User, utcnow
+
+
+def parse_convert_args(args: list[str], draft: Draft) -> Draft:
+    """Apply `/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:dims] [quant=...]` to a draft."""
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            parse_targets(arg)  # raises on a typo
+            draft.targets = arg.lower()
+        elif key == "in":
+            draft.inputs = [v for v in value.split(",") if v]
+        elif key == "out":
+            draft.outputs = [v for v in value.split(",") if v]
+        elif key == "shape":
+            name, dims = parse_shape(value)
+            draft.shapes[name] = list(dims)
+        elif key == "quant":
+            split_quantization(value)
+            draft.quant = value.lower()
+        else:
+            raise BadOptionsError(f"unknown option '{key}='; use in=, out=, shape= or quant=")
+    return draft
+
+
+def draft_options(draft: Draft) -> ConversionOptions:
+    tflite, tfjs, warnings = split_quantization(draft.quant)
+    return ConversionOptions(
+        targets=parse_targets(draft.targets),
+        inputs=tuple(draft.inputs),
+        outputs=tuple(draft.outputs),
+        shapes=tuple((name, tuple(dims)) for name, dims in draft.shapes.items()),
+        tflite_quantization=tflite,
+        tfjs_quantization=tfjs,
+        warnings=tuple(warnings),
+    )
+
+
+def missing_dimensions(summary: dict[str, Any], draft: Draft) -> tuple[str, Any] | None:
+    """The first chosen input of a graph whose non-batch dimensions are unknown and not given."""
+    if summary.get("signatures") or summary.get("layers"):
+        return None  # SavedModel and Keras keep dynamic sizes
+    shapes = {s["name"]: s.get("shape") for s in summary["suggested_inputs"]}
+    shapes.update({n["name"]: n.get("shape") for n in summary.get("nodes", []) if n["name"] in draft.inputs})
+    for name in draft.inputs:
+        shape = shapes.get(name)
+        if name in draft.shapes:
+            continue
+        if shape is None or any(d is None or d < 0 for d in shape[1:]):
+            return name, shape
+    return None
+
+
+async def start_conversion(
+    chat_id: int, user: User, draft: Draft, context: ContextTypes.DEFAULT_TYPE, texts: Texts
+) -> None:
+    """Ask for missing dimensions, check the quota, then submit the job and show its status."""
+    bot_services = services(context)
+    model, summary = await asyncio.to_thread(_model_and_summary, bot_services, draft.model_id)
+    missing = missing_dimensions(summary, draft)
+    if missing is not None:
+        name, shape = missing
+        draft.awaiting_shape = name
+        key = bot_services.state.open_menu(chat_id, "shape", input=name)
+        keyboard = None
+        if shape is not None and all(d is not None and d >= 0 for d in shape[1:]):
+            keyboard = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(texts.button_batch_one, callback_data=f"{key}:batch1")]]
+            )
+        await context.bot.send_message(
+            chat_id, texts.ask_shape.format(name=name, shape=format_shape(shape)), reply_markup=keyboard
+        )
+        return
+    used, reset = await asyncio.to_thread(_jobs_today, bot_services, user.id)
+    if used >= bot_services.settings.daily_jobs:
+        await context.bot.send_message(
+            chat_id,
+            texts.quota_reached.format(limit=bot_services.settings.daily_jobs, when=reset.strftime("%Y-%m-%d %H:%M")),
+        )
+        return
+    options = draft_options(draft)
+    job_id = await asyncio.to_thread(bot_services.jobs.submit, user.id, model.id, options)
+    view = await asyncio.to_thread(bot_services.jobs.status, job_id)
+    if view is not None and view.status == "queued":
+        sent = await context.bot.send_message(
+            chat_id,
+            texts.queued.format(job_id=job_id, position=view.position),
+            reply_markup=cancel_keyboard(texts, job_id),
+        )
+        bot_services.status_messages.setdefault(job_id, (chat_id, sent.message_id))
+
+
+def _model_and_summary(bot_services: BotServices, model_id: int) -> tuple[UploadedModel, dict[str, Any]]:
+    with bot_services.sessions() as session:
+        model = session.get(UploadedModel, model_id)
+        assert model is not None
+        return model, dict(model.summary)
+
+
+def _jobs_today(bot_services: BotServices, user_id: int) -> tuple[int, Any]:
+    """Jobs the user started in the last 24 hours, and when the oldest of them leaves the window."""
+    since = utcnow() - timedelta(days=1)
+    with bot_services.sessions() as session:
+        count = session.scalar(
+            select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.created_at >= since)
+        )
+        oldest = session.scalar(select(func.min(Job.created_at)).where(Job.user_id == user_id, Job.created_at >= since))
+    return int(count or 0), (oldest or utcnow()) + timedelta(days=1)

@@ -1,0 +1,163 @@
+"""Buttons and replies while a user sets up a conversion: pick nodes, targets and quantization,
+search nodes by typing, answer a question about input dimensions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.conversions import start_conversion
+from bot.services import services
+from bot.state import Draft
+from bot.texts import Texts
+from bot.uploads import record_user, show_summary, user_texts
+from bot.views import choice_keyboard, nodes_page, picker_candidates, picker_view, summary_keyboard
+from converter.errors import BadOptionsError
+from converter.options import parse_shape
+from db.models import UploadedModel
+
+TARGETS = ("all", "tflite", "tfjs")
+QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16")
+
+
+def _summary_of(update: Update, context: ContextTypes.DEFAULT_TYPE, model_id: int) -> tuple[str, dict[str, Any]]:
+    with services(context).sessions() as session:
+        model = session.get(UploadedModel, model_id)
+        assert model is not None
+        return model.original_name, dict(model.summary)
+
+
+async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Answer at once, then act on the menu the button belongs to."""
+    query = update.callback_query
+    if query is None or query.data is None or update.effective_chat is None:
+        return
+    await query.answer()
+    texts, chat_id = user_texts(update), update.effective_chat.id
+    key, _, rest = query.data.partition(":")
+    action, _, argument = rest.partition(":")
+    if key == "job":
+        await _job_button(update, context, texts, action, argument)
+        return
+    bot_services = services(context)
+    menu = bot_services.state.menu(key, chat_id)
+    draft = bot_services.state.drafts.get(chat_id)
+    if menu is None or (menu.kind != "nodes" and draft is None):
+        await query.edit_message_reply_markup(None)
+        await context.bot.send_message(chat_id, texts.menu_expired)
+        return
+    if menu.kind == "nodes":
+        text, keyboard = nodes_page(
+            texts, key, menu.data["name"], menu.data["nodes"], menu.data["filter"], int(argument)
+        )
+        await query.edit_message_text(text, reply_markup=keyboard)
+        return
+    assert draft is not None
+    _, summary = await asyncio.to_thread(_summary_of, update, context, draft.model_id)
+    if action == "go" or (action == "batch1" and menu.kind == "shape"):
+        if action == "batch1":
+            shape = _known_shape(summary, menu.data["input"])
+            draft.shapes[menu.data["input"]] = [1, *shape[1:]]
+            draft.awaiting_shape = None
+        await query.edit_message_reply_markup(None)
+        user = await record_user(bot_services, update)
+        await start_conversion(chat_id, user, draft, context, texts)
+    elif action == "pick":
+        draft.search = ""
+        await _show_picker(query, bot_services.state, chat_id, texts, summary, draft, argument, 0)
+    elif action in ("x", "page"):
+        which = menu.data["which"]
+        names = menu.data["names"]
+        page = menu.data["page"]
+        if action == "x":
+            chosen = getattr(draft, which)
+            name_ = names[int(argument)]
+            if name_ in chosen:
+                chosen.remove(name_)
+            else:
+                chosen.append(name_)
+        else:
+            page = int(argument)
+        menu.data["page"] = page
+        text, keyboard = picker_view(texts, key, which, names, getattr(draft, which), page)
+        await query.edit_message_text(text, reply_markup=keyboard)
+    elif action in ("done", "back"):
+        draft.picker_key = None
+        summary_key = bot_services.state.open_menu(chat_id, "summary")
+        await query.edit_message_reply_markup(summary_keyboard(texts, summary_key, draft))
+    elif action == "targets":
+        await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", TARGETS, draft.targets))
+    elif action == "quant":
+        await query.edit_message_reply_markup(choice_keyboard(texts, key, "setquant", QUANTIZATIONS, draft.quant))
+    elif action == "settarget" and argument in TARGETS:
+        draft.targets = argument
+        await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))
+    elif action == "setquant" and argument in QUANTIZATIONS:
+        draft.quant = argument
+        await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))
+
+
+def _known_shape(summary: dict[str, Any], name: str) -> list[int]:
+    for spec in summary["suggested_inputs"]:
+        if spec["name"] == name and spec.get("shape"):
+            return [d if d is not None else -1 for d in spec["shape"]]
+    return [-1]
+
+
+async def _show_picker(
+    query: Any, state: Any, chat_id: int, texts: Texts, summary: dict[str, Any], draft: Draft, which: str, page: int
+) -> None:
+    names = picker_candidates(summary, which, draft.search)
+    key = state.open_menu(chat_id, "picker", which=which, names=names, page=page)
+    draft.picker_key = key
+    text, keyboard = picker_view(texts, key, which, names, getattr(draft, which), page)
+    await query.edit_message_text(text, reply_markup=keyboard)
+
+
+async def _job_button(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, texts: Texts, action: str, argument: str
+) -> None:
+    if action == "cancel" and argument.isdigit():
+        user = await record_user(services(context), update)
+        cancelled = await asyncio.to_thread(services(context).jobs.cancel, int(argument), user.id)
+        if not cancelled and update.effective_chat is not None:
+            await context.bot.send_message(update.effective_chat.id, texts.nothing_to_cancel)
+
+
+async def reply_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Plain text: a shape the bot asked for, a search in the open node picker, or a nudge."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is None or message.text is None or chat is None:
+        return
+    texts, bot_services = user_texts(update), services(context)
+    draft = bot_services.state.drafts.get(chat.id)
+    if draft is not None and draft.awaiting_shape:
+        try:
+            _, dims = parse_shape(f"{draft.awaiting_shape}:{message.text.strip()}")
+        except BadOptionsError:
+            await message.reply_text(texts.bad_shape)
+            return
+        draft.shapes[draft.awaiting_shape] = list(dims)
+        draft.awaiting_shape = None
+        user = await record_user(bot_services, update)
+        await start_conversion(chat.id, user, draft, context, texts)
+        return
+    if draft is not None and draft.picker_key and bot_services.state.menu(draft.picker_key, chat.id):
+        menu = bot_services.state.menu(draft.picker_key, chat.id)
+        assert menu is not None
+        _, summary = await asyncio.to_thread(_summary_of, update, context, draft.model_id)
+        draft.search = message.text.strip()
+        which = menu.data["which"]
+        names = picker_candidates(summary, which, draft.search)
+        key = bot_services.state.open_menu(chat.id, "picker", which=which, names=names, page=0)
+        draft.picker_key = key
+        text, keyboard = picker_view(texts, key, which, names, getattr(draft, which), 0)
+        await message.reply_text(text, reply_markup=keyboard)
+        return
+    await message.reply_text(texts.text_outside_dialogue)
+
+
+__all__ = ["press_button", "reply_text", "show_summary"]

@@ -1,0 +1,162 @@
+"""Following jobs in the chat: one status message per job, edited through its stages (throttled),
+then the files and a short report. Job events arrive on the job service's thread and are handed
+to the bot's event loop here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from telegram.error import BadRequest
+from telegram.ext import Application, ContextTypes
+
+from bot.services import BotServices
+from bot.texts import Texts, texts_for
+from bot.views import cancel_keyboard, format_size, report_text, validation_line
+from db.models import Artifact, Job
+from jobs.service import JobEvent
+
+log = logging.getLogger(__name__)
+EDIT_INTERVAL_SECONDS = 1.5  # Telegram limits edits; stages can follow each other within milliseconds
+
+
+class ProgressReporter:
+    """Turns job events into chat messages."""
+
+    def __init__(self, application: Application[Any, Any, Any, Any, Any, Any], bot_services: BotServices) -> None:
+        self.application = application
+        self.services = bot_services
+        self.loop = asyncio.get_running_loop()
+        self.last_edit: dict[int, float] = {}
+
+    def on_event(self, event: JobEvent) -> None:
+        """Called on the job service's thread."""
+        asyncio.run_coroutine_threadsafe(self._handle(event), self.loop)
+
+    async def _handle(self, event: JobEvent) -> None:
+        try:
+            chat_id, language = await asyncio.to_thread(self._owner, event.user_id)
+            if chat_id is None:
+                return  # a CLI user: no chat
+            texts = texts_for(language)
+            if event.kind == "stage":
+                if time.monotonic() - self.last_edit.get(event.job_id, 0.0) < EDIT_INTERVAL_SECONDS:
+                    return
+                stage = texts.stages.get(event.stage, event.stage)
+                await self._status(event.job_id, chat_id, texts.stage.format(job_id=event.job_id, stage=stage), texts)
+            elif event.kind == "succeeded":
+                await self._status(
+                    event.job_id, chat_id, texts.succeeded.format(job_id=event.job_id), texts, final=True
+                )
+                await send_results(self.application, self.services, event.job_id, chat_id, texts)
+            elif event.kind == "failed":
+                view = await asyncio.to_thread(self.services.jobs.status, event.job_id)
+                reason = view.error_message if view else event.message
+                text = texts.failed.format(job_id=event.job_id, reason=reason)
+                if "interrupted twice" in reason:
+                    text = texts.interrupted_failed.format(job_id=event.job_id)
+                await self._status(event.job_id, chat_id, text, texts, final=True)
+            elif event.kind == "cancelled":
+                await self._status(
+                    event.job_id, chat_id, texts.cancelled.format(job_id=event.job_id), texts, final=True
+                )
+            elif event.kind == "interrupted":
+                self.services.status_messages.pop(event.job_id, None)
+                await self._status(event.job_id, chat_id, texts.interrupted.format(job_id=event.job_id), texts)
+        except Exception:  # one chat's trouble must not stop the others' progress
+            log.exception("could not report %s", event)
+
+    def _owner(self, user_id: int) -> tuple[int | None, str]:
+        from db.models import User
+
+        with self.services.sessions() as session:
+            user = session.get(User, user_id)
+            return (None, "") if user is None else (user.telegram_id, user.language)
+
+    async def _status(self, job_id: int, chat_id: int, text: str, texts: Texts, final: bool = False) -> None:
+        """Edit the job's status message, or send one if it has none yet."""
+        self.last_edit[job_id] = time.monotonic()
+        keyboard = None if final else cancel_keyboard(texts, job_id)
+        known = self.services.status_messages.get(job_id)
+        bot = self.application.bot
+        if known is not None:
+            try:
+                await bot.edit_message_text(text, chat_id=known[0], message_id=known[1], reply_markup=keyboard)
+                return
+            except BadRequest as error:
+                if "not modified" in str(error).lower():
+                    return
+                log.warning("could not edit the status of job %s: %s", job_id, error)
+        sent = await bot.send_message(chat_id, text, reply_markup=keyboard)
+        self.services.status_messages[job_id] = (chat_id, sent.message_id)
+
+
+async def send_results(
+    target: Application[Any, Any, Any, Any, Any, Any] | ContextTypes.DEFAULT_TYPE,
+    bot_services: BotServices,
+    job_id: int,
+    chat_id: int,
+    texts: Texts,
+    resend: bool = False,
+) -> None:
+    """The job's files as documents with their check in the caption, then the report."""
+    bot = target.bot
+    job_data = await asyncio.to_thread(_job_files, bot_services, job_id)
+    if job_data is None:
+        return
+    artifacts, result = job_data
+    checks = {(c["target"], c["quantization"]): c for c in result.get("validation", [])}
+    for artifact_id, kind, quant, path, file_id in artifacts:
+        check = checks.get((kind, quant))
+        check_text = validation_line(check) if check else "not run"
+        source = Path(path)
+        upload_name = source.name if source.is_file() else f"{source.name}.zip"
+        if source.is_dir():
+            zip_path = bot_services.settings.tmp_dir / f"send-{artifact_id}" / upload_name
+            await asyncio.to_thread(_zip_folder, source, zip_path)
+            document: Any = zip_path
+        else:
+            document = source
+        size = Path(document).stat().st_size
+        caption = texts.caption.format(name=upload_name, size=format_size(size), quant=quant, check=check_text)
+        sent = await bot.send_document(
+            chat_id, document=file_id or Path(document).read_bytes(), filename=upload_name, caption=caption[:1000]
+        )
+        if sent.document is not None and not file_id:
+            await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, sent.document.file_id)
+    if not resend:
+        await bot.send_message(chat_id, report_text(texts, job_id, result)[:4000])
+
+
+def _zip_folder(folder: Path, zip_path: Path) -> None:
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(folder))
+
+
+def _job_files(
+    bot_services: BotServices, job_id: int
+) -> tuple[list[tuple[int, str, str, str, str | None]], dict[str, Any]] | None:
+    with bot_services.sessions() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return None
+        artifacts = [
+            (a.id, a.kind, a.quantization, a.path, a.telegram_file_id) for a in job.artifacts if a.deleted_at is None
+        ]
+        return artifacts, dict(job.result)
+
+
+def _remember_file_id(bot_services: BotServices, artifact_id: int, file_id: str) -> None:
+    """Telegram keeps sent files: /job can send them again by id, without uploading."""
+    with bot_services.sessions() as session:
+        artifact = session.get(Artifact, artifact_id)
+        if artifact is not None:
+            artifact.telegram_file_id = file_id
+            session.commit()

@@ -1,0 +1,67 @@
+"""What the bot remembers between messages of one chat: the choices being made for the current
+model, and the menus on screen. Telegram's callback data holds at most 64 bytes, far less than a
+node name, so buttons carry short keys and everything else lives here."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MENU_TTL_SECONDS = 6 * 3600
+MAX_MENUS = 10_000
+
+
+@dataclass
+class Draft:
+    """A conversion being set up for the chat's current model."""
+
+    model_id: int
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    targets: str = "all"  # tflite | tfjs | all
+    quant: str = "none"
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    awaiting_shape: str | None = None  # the input whose dimensions the user is asked for
+    search: str = ""  # what the user typed to filter the open node picker
+    picker_key: str | None = None  # the open node picker, if any
+
+
+@dataclass
+class Menu:
+    """One keyboard on screen: what it shows and for whom."""
+
+    chat_id: int
+    kind: str  # summary | inputs | outputs | targets | quant | nodes | job
+    data: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.monotonic)
+
+
+class ChatState:
+    """Drafts per chat and menus by key. In memory: a restart expires the menus, politely."""
+
+    def __init__(self) -> None:
+        self.drafts: dict[int, Draft] = {}
+        self.menus: dict[str, Menu] = {}
+
+    def open_menu(self, chat_id: int, kind: str, **data: Any) -> str:
+        """A new short key (8 characters) for a menu."""
+        self._forget_old()
+        key = secrets.token_urlsafe(6)
+        self.menus[key] = Menu(chat_id, kind, dict(data))
+        return key
+
+    def menu(self, key: str, chat_id: int) -> Menu | None:
+        """The menu behind a button, or None when it expired or belongs to another chat."""
+        menu = self.menus.get(key)
+        if menu is None or menu.chat_id != chat_id or time.monotonic() - menu.created > MENU_TTL_SECONDS:
+            return None
+        return menu
+
+    def _forget_old(self) -> None:
+        if len(self.menus) < MAX_MENUS:
+            return
+        oldest = sorted(self.menus, key=lambda key: self.menus[key].created)[: MAX_MENUS // 2]
+        for key in oldest:
+            del self.menus[key]

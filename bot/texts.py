@@ -1,0 +1,233 @@
+"""Every sentence the bot says, in English and Chinese. Handlers pick the language with
+`texts_for(language_code)` and never hold user-facing text themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Texts:
+    help: str
+    not_allowed: str
+    send_model_first: str
+    too_big: str
+    too_big_admin_hint: str
+    not_a_document: str
+    text_outside_dialogue: str
+    downloading: str
+    bad_model: str
+    summary_title: str
+    suggested_inputs: str
+    suggested_outputs: str
+    readiness: str
+    ready_ok: str
+    ready_flex: str
+    ready_unsupported: str
+    ready_later: str
+    button_convert: str
+    button_inputs: str
+    button_outputs: str
+    button_targets: str
+    button_quant: str
+    button_done: str
+    button_back: str
+    button_cancel: str
+    button_batch_one: str
+    choose_inputs: str
+    choose_outputs: str
+    choose_targets: str
+    choose_quant: str
+    menu_expired: str
+    ask_shape: str
+    bad_shape: str
+    nodes_title: str
+    nodes_none: str
+    quota_reached: str
+    queued: str
+    stage: str
+    stages: dict[str, str]
+    succeeded: str
+    failed: str
+    cancelled: str
+    interrupted: str
+    interrupted_failed: str
+    nothing_to_cancel: str
+    cancelled_dialogue: str
+    job_not_found: str
+    jobs_title: str
+    jobs_none: str
+    job_line: str
+    files_expired: str
+    caption: str
+    report: str
+    not_admin: str
+    stats: str
+    cleanup_done: str
+    error: str
+
+
+EN = Texts(
+    help=(
+        "Send me a TensorFlow model as a file: a frozen graph (.pb/.pbtxt), a SavedModel (.zip or .tar.gz) "
+        "or a Keras model (.h5/.keras). I list what is inside, suggest the input and output nodes, convert it "
+        "to TensorFlow Lite and TensorFlow.js, check the results against the original and send the files back.\n\n"
+        "Commands:\n"
+        "/nodes [text] – list the current model's nodes, filtered by name or op\n"
+        "/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
+        "[quant=none|float16|dynamic|uint8|uint16]\n"
+        "/jobs – your recent jobs; /job N – one job, with its files\n"
+        "/cancel – cancel the running job or the current dialogue\n\n"
+        "Example: send posenet.pb, then /convert tflite out=heatmap,offset_2 quant=float16"
+    ),
+    not_allowed="Sorry, this bot is private. Ask its owner to add your id ({user_id}).",
+    send_model_first="Send me a model first (a .pb, a SavedModel .zip/.tar.gz, or a Keras .h5/.keras file).",
+    too_big="This file is {size}; the largest model I accept is {limit}.",
+    too_big_admin_hint=(
+        " Admin: the public Bot API downloads at most 20 MB. Run a self-hosted Bot API server, set "
+        "CONVBOT_API_URL to it with CONVBOT_LOCAL_API=1, and raise CONVBOT_MAX_UPLOAD_MB."
+    ),
+    not_a_document="Please send the model as a file (a document), not as a photo, sticker or other media.",
+    text_outside_dialogue="Send me a model file, or /help to see what I can do.",
+    downloading="Received {name}; reading it…",
+    bad_model="I cannot use {name}: {reason}",
+    summary_title="{name}: {format}, {size}, {count} {unit}\nMain ops: {ops}",
+    suggested_inputs="Suggested inputs:",
+    suggested_outputs="Suggested outputs:",
+    readiness="Readiness: TFLite {tflite}; TF.js {tfjs}",
+    ready_ok="ok",
+    ready_flex="needs the Flex delegate ({ops})",
+    ready_unsupported="unsupported ops: {ops}",
+    ready_later="checked when converting",
+    button_convert="Convert now",
+    button_inputs="Choose inputs",
+    button_outputs="Choose outputs",
+    button_targets="Targets: {value}",
+    button_quant="Quantization: {value}",
+    button_done="Done",
+    button_back="Back",
+    button_cancel="Cancel",
+    button_batch_one="Use batch 1",
+    choose_inputs="Choose the inputs ({count} chosen). Type part of a name to search. Page {page}/{pages}.",
+    choose_outputs="Choose the outputs ({count} chosen). Type part of a name to search. Page {page}/{pages}.",
+    choose_targets="Choose what to make:",
+    choose_quant="Choose the weight quantization:",
+    menu_expired="This menu has expired; send /convert or the model again.",
+    ask_shape="Input {name} has unknown dimensions {shape}. Reply with the full shape, like 1,224,224,3.",
+    bad_shape="That is not a shape. Reply with whole numbers separated by commas, like 1,224,224,3.",
+    nodes_title="Nodes of {name}{filter} ({count}), page {page}/{pages}:",
+    nodes_none="No node matches “{text}”.",
+    quota_reached="You have run {limit} jobs today, the daily limit. You can go on after {when} (UTC).",
+    queued="Job #{job_id} queued (position {position}).",
+    stage="Job #{job_id}: {stage}…",
+    stages={
+        "queued": "queued",
+        "loading": "loading the model",
+        "converting TFLite": "converting to TFLite",
+        "converting TF.js": "converting to TF.js",
+        "validating": "checking the results",
+    },
+    succeeded="Job #{job_id} done.",
+    failed="Job #{job_id} failed: {reason}",
+    cancelled="Job #{job_id} cancelled.",
+    interrupted="Job #{job_id} was interrupted by a restart; it is queued again and will run shortly.",
+    interrupted_failed="Job #{job_id} was interrupted twice by restarts and has failed; send the model again.",
+    nothing_to_cancel="Nothing to cancel.",
+    cancelled_dialogue="Cancelled.",
+    job_not_found="Job {job} not found.",
+    jobs_title="Your recent jobs:",
+    jobs_none="You have no jobs yet.",
+    job_line="#{job_id} {model} → {targets}: {status}, {age} ago",
+    files_expired="The files of job #{job_id} have expired; send the model again.",
+    caption="{name}: {size}, weights {quant}. Check: {check}",
+    report="Job #{job_id} report\nTimings: {timings}\n{warnings}{manifest}",
+    not_admin="This command is for admins.",
+    stats="Users: {users}\nJobs: {jobs}\nDisk used: {disk}",
+    cleanup_done="Cleanup: {summary}",
+    error="Something went wrong on my side; it has been logged. Please try again.",
+)
+
+ZH = Texts(
+    help=(
+        "把 TensorFlow 模型作为文件发给我：冻结图（.pb/.pbtxt）、SavedModel（.zip 或 .tar.gz）或 Keras 模型"
+        "（.h5/.keras）。我会列出其中内容，建议输入和输出节点，转换为 TensorFlow Lite 和 TensorFlow.js，"
+        "用原模型核对结果，再把文件发回给你。\n\n"
+        "命令：\n"
+        "/nodes [文字] – 列出当前模型的节点，可按名称或算子筛选\n"
+        "/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
+        "[quant=none|float16|dynamic|uint8|uint16]\n"
+        "/jobs – 最近的任务；/job N – 查看一个任务及其文件\n"
+        "/cancel – 取消正在运行的任务或当前对话\n\n"
+        "示例：发送 posenet.pb，然后 /convert tflite out=heatmap,offset_2 quant=float16"
+    ),
+    not_allowed="抱歉，这是私有机器人。请联系管理员添加你的 id（{user_id}）。",
+    send_model_first="请先发送模型文件（.pb、SavedModel 的 .zip/.tar.gz，或 Keras 的 .h5/.keras）。",
+    too_big="该文件大小为 {size}；可接受的最大模型为 {limit}。",
+    too_big_admin_hint=(
+        " 管理员：公共 Bot API 最多下载 20 MB。请自建 Bot API 服务器，将 CONVBOT_API_URL 指向它并设置 "
+        "CONVBOT_LOCAL_API=1，然后调高 CONVBOT_MAX_UPLOAD_MB。"
+    ),
+    not_a_document="请以文件（document）形式发送模型，而不是图片、贴纸或其他媒体。",
+    text_outside_dialogue="请发送模型文件，或发送 /help 查看用法。",
+    downloading="已收到 {name}，正在读取…",
+    bad_model="无法使用 {name}：{reason}",
+    summary_title="{name}：{format}，{size}，{count} 个{unit}\n主要算子：{ops}",
+    suggested_inputs="建议的输入：",
+    suggested_outputs="建议的输出：",
+    readiness="可转换性：TFLite {tflite}；TF.js {tfjs}",
+    ready_ok="正常",
+    ready_flex="需要 Flex 委托（{ops}）",
+    ready_unsupported="不支持的算子：{ops}",
+    ready_later="转换时检查",
+    button_convert="立即转换",
+    button_inputs="选择输入",
+    button_outputs="选择输出",
+    button_targets="目标：{value}",
+    button_quant="量化：{value}",
+    button_done="完成",
+    button_back="返回",
+    button_cancel="取消",
+    button_batch_one="使用 batch 1",
+    choose_inputs="选择输入（已选 {count} 个）。输入部分名称可搜索。第 {page}/{pages} 页。",
+    choose_outputs="选择输出（已选 {count} 个）。输入部分名称可搜索。第 {page}/{pages} 页。",
+    choose_targets="选择要生成的格式：",
+    choose_quant="选择权重量化方式：",
+    menu_expired="该菜单已过期；请重新发送 /convert 或模型。",
+    ask_shape="输入 {name} 的维度 {shape} 未知。请回复完整形状，例如 1,224,224,3。",
+    bad_shape="这不是有效的形状。请回复以逗号分隔的整数，例如 1,224,224,3。",
+    nodes_title="{name} 的节点{filter}（共 {count} 个），第 {page}/{pages} 页：",
+    nodes_none="没有节点匹配“{text}”。",
+    quota_reached="你今天已运行 {limit} 个任务，达到每日上限。可在 {when}（UTC）之后继续。",
+    queued="任务 #{job_id} 已排队（第 {position} 位），状态：queued。",
+    stage="任务 #{job_id}：{stage}…",
+    stages={
+        "queued": "排队中（queued）",
+        "loading": "加载模型",
+        "converting TFLite": "转换为 TFLite",
+        "converting TF.js": "转换为 TF.js",
+        "validating": "核对结果",
+    },
+    succeeded="任务 #{job_id} 完成，状态：succeeded。",
+    failed="任务 #{job_id} 失败（failed）：{reason}",
+    cancelled="任务 #{job_id} 已取消，状态：cancelled。",
+    interrupted="任务 #{job_id} 因重启被中断（interrupted），已重新排队，很快会运行。",
+    interrupted_failed="任务 #{job_id} 两次因重启被中断，已失败（failed）；请重新发送模型。",
+    nothing_to_cancel="没有可取消的内容。",
+    cancelled_dialogue="已取消。",
+    job_not_found="未找到任务 {job}。",
+    jobs_title="你最近的任务：",
+    jobs_none="你还没有任务。",
+    job_line="#{job_id} {model} → {targets}：{status}，{age}前",
+    files_expired="任务 #{job_id} 的文件已过期（expired）；请重新发送模型。",
+    caption="{name}：{size}，权重 {quant}。核对：{check}",
+    report="任务 #{job_id} 报告\n耗时：{timings}\n{warnings}{manifest}",
+    not_admin="此命令仅限管理员。",
+    stats="用户：{users}\n任务：{jobs}\n磁盘占用：{disk}",
+    cleanup_done="清理：{summary}",
+    error="我这边出了问题，已记录。请重试。",
+)
+
+
+def texts_for(language_code: str | None) -> Texts:
+    """Chinese for users whose Telegram language is zh*, English otherwise."""
+    return ZH if (language_code or "").lower().startswith("zh") else EN
