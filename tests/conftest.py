@@ -64,5 +64,12 @@ def keras_v3(models_dir: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def tf():  # type: ignore[no-untyped-def]
+    import tensorflow
+
+    return tensorflow
+
+
+@pytest.fixture(scope="session")
 def fer_model() -> Path:
     return DATA / "fer_emotion_model.hdf5"

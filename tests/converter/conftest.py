@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytest
 
 
 def run_tflite(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -39,13 +37,6 @@ def run_frozen_graph(path: Path, feeds: dict[str, np.ndarray], outputs: list[str
     with tf.compat.v1.Session(graph=graph) as session:
         values = session.run([f"{name}:0" for name in outputs], {f"{k}:0": v for k, v in feeds.items()})
     return dict(zip(outputs, values, strict=True))
-
-
-@pytest.fixture(scope="session")
-def tf() -> Any:
-    import tensorflow
-
-    return tensorflow
 
 
 def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -1,0 +1,269 @@
+"""The bot end to end: the real `convbot run` process, real conversions in its workers, and the
+fake Bot API on 127.0.0.1 standing in for Telegram and its users."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from converter.protos import GraphDef
+from tests.bot.harness import BotProcess, FakeApiThread, buttons, user
+from tests.converter.conftest import random_input, run_tflite
+
+FIRST_JOB = 240  # the bot's worker imports TensorFlow first: 20-40 s on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApiThread, BotProcess]]:
+    root = tmp_path_factory.mktemp("bot")
+    fake = FakeApiThread()
+    bot = BotProcess(
+        fake.api.root_url,
+        root / "data",
+        root / "bot.log",
+        allowed_users="1,2,3,4,5,6,7",
+        admins="1",
+        daily_jobs="6",
+        test_hook="hang@slow_",
+        job_timeout_seconds="120",
+    )
+    try:
+        fake.wait_for(method="setMyCommands", timeout=120)  # post_init done: database, workers, commands
+        yield fake, bot
+    finally:
+        bot.stop()
+        fake.close()
+        print(bot.log_path.read_text()[-5000:])
+
+
+def send_model(fake: FakeApiThread, who: Any, path: Path, name: str) -> int:
+    since = fake.mark()
+    fake.do(fake.api.user_sends_document, who, path.read_bytes(), name)
+    return since
+
+
+def test_upload_choose_outputs_with_buttons_convert_and_get_files(chat: Any, multihead_graph: Any, tf: Any) -> None:
+    fake, _ = chat
+    ann = user(1)
+    since = send_model(fake, ann, multihead_graph.path, "posenet.pb")
+    summary = fake.wait_for_text(1, "Suggested outputs", since=since)
+    assert "frozen-graph" in summary.text and "Readiness: TFLite ok; TF.js ok" in summary.text
+    outputs_part = summary.text.split("Suggested outputs:")[1]
+    assert [line.split()[1] for line in outputs_part.strip().splitlines()[:4]] == [
+        "heatmap",
+        "offset_2",
+        "displacement_fwd_2",
+        "displacement_bwd_2",
+    ]
+    assert "• image float32 [1,33,33,3]" in summary.text
+
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, ann, summary.message_id, buttons(summary)["Choose outputs"])
+    picker = fake.wait_for(lambda a: "Choose the outputs (4 chosen)" in (a.text or ""), since=since)
+    for head in ("offset_2", "displacement_fwd_2", "displacement_bwd_2"):  # untick all but the heatmap
+        data = buttons(picker)["✅ " + head]
+        since = fake.mark()
+        fake.do(fake.api.user_presses_button, ann, summary.message_id, data)
+        picker = fake.wait_for(lambda a: a.method == "editMessageText", since=since)
+    assert "(1 chosen)" in picker.text and "✅ heatmap" in buttons(picker)
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, ann, summary.message_id, buttons(picker)["Done"])
+    menu = fake.wait_for(lambda a: a.method == "editMessageReplyMarkup", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, ann, summary.message_id, buttons(menu)["Convert now"])
+    fake.wait_for_text(1, "Job #", since=since)
+    report = fake.wait_for_text(1, "report", since=since, timeout=FIRST_JOB)
+    assert "Timings:" in report.text and "tflite: in image→image" in report.text
+
+    documents = {d.file_name: d for d in fake.do(fake.api.documents_sent, 1)}
+    assert set(documents) == {"posenet.tflite", "posenet_tfjs.zip"}
+    assert "passed" in documents["posenet.tflite"].caption
+    tflite = summary_dir(chat) / "posenet.tflite"
+    tflite.write_bytes(documents["posenet.tflite"].data)
+    outputs = run_tflite(tflite, {"image": random_input((1, 33, 33, 3))})
+    assert list(outputs) == ["heatmap"] and outputs["heatmap"].shape == (1, 9, 9, 17)
+    with zipfile.ZipFile(io.BytesIO(documents["posenet_tfjs.zip"].data)) as archive:
+        names = set(archive.namelist())
+    assert "model.json" in names and any(name.endswith(".bin") for name in names)
+
+
+def summary_dir(chat: Any) -> Path:
+    folder = chat[1].log_path.parent / "received"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def test_one_line_convert_nodes_filter_jobs_and_job(chat: Any, multihead_graph: Any) -> None:
+    fake, _ = chat
+    bob = user(2)
+    since = send_model(fake, bob, multihead_graph.path, "pose.pb")
+    fake.wait_for_text(2, "Suggested outputs", since=since)
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, bob, "/nodes offset")
+    listing = fake.wait_for_text(2, "Nodes of pose.pb", since=since)
+    assert "offset_2" in listing.text and "heatmap" not in listing.text
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, bob, "/convert tflite out=offset_2 quant=float16")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 2, since=since, timeout=FIRST_JOB)
+    assert document.document is not None and document.document.file_name == "pose.tflite"
+    assert "weights float16" in (document.text or "")
+    fake.wait_for_text(2, "report", since=since)
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, bob, "/jobs")
+    jobs = fake.wait_for_text(2, "Your recent jobs", since=since)
+    job_id = int(jobs.text.split("#")[1].split()[0])
+    assert "pose.pb → tflite: succeeded" in jobs.text
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, bob, f"/job #{job_id}")
+    again = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 2, since=since)
+    assert again.document is not None and again.document.file_name == "pose.tflite"
+
+    for who, text in ((bob, "/job 99999"), (user(3), f"/job {job_id}")):
+        since = fake.mark()
+        fake.do(fake.api.user_sends_text, who, text)
+        fake.wait_for_text(who.id, "not found", since=since)
+
+
+def test_bad_input_gets_short_specific_answers(chat: Any, multihead_graph: Any, tmp_path: Path) -> None:
+    fake, _ = chat
+    cat = user(3)
+    cases: list[tuple[Any, str]] = [
+        (lambda: fake.do(fake.api.user_sends_photo, cat), "as a file"),
+        (lambda: fake.do(fake.api.user_sends_sticker, cat), "as a file"),
+        (lambda: fake.do(fake.api.user_sends_text, cat, "hello"), "Send me a model file"),
+        (lambda: fake.do(fake.api.user_sends_text, cat, "/nodes"), "Send me a model first"),
+        (
+            lambda: fake.do(fake.api.user_sends_document, cat, bytes(range(256)) * 50, "noise.pb"),
+            "I cannot use noise.pb: not a model",
+        ),
+        (
+            lambda: fake.do(fake.api.user_sends_document, cat, multihead_graph.path.read_bytes()[:5000], "cut.pb"),
+            "truncated",
+        ),
+        (lambda: fake.do(fake.api.user_sends_document, cat, _bomb(), "bomb.zip"), "20 times"),
+        (
+            lambda: fake.do(fake.api.user_sends_document, cat, b"x" * 100, "huge.pb", file_size=30 * 1024 * 1024),
+            "the largest model I accept is 20.0 MB",
+        ),
+    ]
+    for send, expected in cases:
+        since = fake.mark()
+        send()
+        reply = fake.wait_for_text(3, expected, since=since)
+        assert "Traceback" not in reply.text and len(reply.text) < 400
+    downloads = fake.do(lambda: [d for d in fake.api.downloads])
+    assert not any("huge" in str(d) for d in downloads)  # refused before download
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, cat, "/help")
+    fake.wait_for_text(3, "Commands:", since=since)  # still up, still answering
+
+
+def _bomb() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model/saved_model.pb", bytes(5_000_000))
+    return buffer.getvalue()
+
+
+def test_strangers_are_refused_politely(chat: Any, multihead_graph: Any) -> None:
+    fake, _ = chat
+    stranger = user(99)
+    calls_before = fake.do(lambda: fake.api.calls.get("getFile", 0))
+    since = send_model(fake, stranger, multihead_graph.path, "pose.pb")
+    refusal = fake.wait_for_text(99, "private", since=since)
+    assert "99" in refusal.text
+    assert fake.do(lambda: fake.api.calls.get("getFile", 0)) == calls_before  # nothing of theirs downloaded
+
+
+def test_chinese_user_gets_chinese(chat: Any) -> None:
+    fake, _ = chat
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, user(4, "zh-hans"), "/help")
+    reply = fake.wait_for_text(4, "命令", since=since)
+    assert "/convert" in reply.text
+
+
+def test_cancel_a_running_job(chat: Any, multihead_graph: Any) -> None:
+    fake, _ = chat
+    eve = user(5)
+    since = send_model(fake, eve, multihead_graph.path, "slow_pose.pb")  # the test hook makes it hang
+    fake.wait_for_text(5, "Suggested outputs", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, eve, "/convert tflite")
+    fake.wait_for(lambda a: a.chat_id == 5 and "loading" in (a.text or ""), since=since, timeout=FIRST_JOB)
+    fake.do(fake.api.user_sends_text, eve, "/cancel")
+    fake.wait_for_text(5, "cancelled", since=since)
+
+
+def test_flood_limit_during_a_job_is_waited_out(chat: Any, multihead_graph: Any) -> None:
+    fake, _ = chat
+    fay = user(6)
+    since = send_model(fake, fay, multihead_graph.path, "pose6.pb")
+    fake.wait_for_text(6, "Suggested outputs", since=since)
+    fake.do(fake.api.fail_next, "sendDocument", 429, 1)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, fay, "/convert tfjs")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 6, since=since, timeout=FIRST_JOB)
+    assert document.document is not None and document.document.file_name == "pose6_tfjs.zip"
+    failed = fake.do(lambda: [f for f in fake.api.failed if f.method == "sendDocument"])
+    assert failed and failed[-1].error_code == 429
+
+
+def test_unknown_dimensions_are_asked_for(chat: Any, multihead_graph: Any, tmp_path: Path) -> None:
+    fake, _ = chat
+    gus = user(7)
+    graph = GraphDef()
+    graph.ParseFromString(multihead_graph.path.read_bytes())
+    for node in graph.node:
+        if node.name == "image":
+            for dim in node.attr["shape"].shape.dim[:3]:
+                dim.size = -1
+    dynamic = tmp_path / "dynamic.pb"
+    dynamic.write_bytes(graph.SerializeToString())
+    since = send_model(fake, gus, dynamic, "dynamic.pb")
+    fake.wait_for_text(7, "Suggested outputs", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, gus, "/convert tflite out=heatmap")
+    fake.wait_for_text(7, "Reply with the full shape", since=since)
+    fake.do(fake.api.user_sends_text, gus, "1,33,33,3")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 7, since=since, timeout=FIRST_JOB)
+    assert document.document is not None and document.document.file_name == "dynamic.tflite"
+
+
+def test_daily_quota(chat: Any) -> None:
+    fake, _ = chat
+    gus = user(7)  # one job so far; the limit is 6 a day, and identical jobs come from the cache
+    for _ in range(5):
+        since = fake.mark()
+        fake.do(fake.api.user_sends_text, gus, "/convert tflite out=heatmap shape=image:1,33,33,3")
+        fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 7, since=since, timeout=FIRST_JOB)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, gus, "/convert tflite out=heatmap shape=image:1,33,33,3")
+    fake.wait_for_text(7, "daily limit", since=since)
+
+
+def test_the_bot_process_never_loads_tensorflow(chat: Any) -> None:
+    _, bot = chat
+    maps = bot.maps()
+    assert "python" in maps
+    assert "tensorflow" not in maps.lower()
+
+
+def test_admin_stats(chat: Any) -> None:
+    fake, _ = chat
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, user(1), "/stats")
+    stats = fake.wait_for_text(1, "Users:", since=since)
+    assert "succeeded" in stats.text
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, user(2), "/stats")
+    fake.wait_for_text(2, "for admins", since=since)
