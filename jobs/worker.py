@@ -5,14 +5,29 @@ TensorFlow's import takes longer than converting a typical model, so workers liv
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies: a killed bot must not leave a worker
+    converting (or hung) with nobody to report to. Elsewhere the closed pipe ends it after its job."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
 
 def worker_main(conn: Connection, log_path: str) -> None:
     """Serve ("job", job_id, kwargs) requests on `conn` until ("stop",) or the pipe closes."""
+    _die_with_parent()
     # TensorFlow's C++ logs go to file descriptor 2; keep them out of the parent's terminal.
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log_fd, 2)

@@ -267,3 +267,33 @@ def test_admin_stats(chat: Any) -> None:
     since = fake.mark()
     fake.do(fake.api.user_sends_text, user(2), "/stats")
     fake.wait_for_text(2, "for admins", since=since)
+
+
+def test_restart_tells_users_and_finishes_their_job(multihead_graph: Any, tmp_path: Path) -> None:
+    """The bot dies with a job running; the next start tells its user within 30 s and re-runs it."""
+    fake = FakeApiThread()
+    data = tmp_path / "data"
+    first = BotProcess(fake.api.root_url, data, tmp_path / "first.log", test_hook="hang@stuck_")
+    try:
+        fake.wait_for(method="setMyCommands", timeout=120)
+        ida = user(11)
+        since = send_model(fake, ida, multihead_graph.path, "stuck_pose.pb")
+        fake.wait_for_text(11, "Suggested outputs", since=since)
+        fake.do(fake.api.user_sends_text, ida, "/convert tflite")
+        fake.wait_for(lambda a: a.chat_id == 11 and "loading" in (a.text or ""), since=since, timeout=FIRST_JOB)
+        first.stop(kill=True)  # SIGKILL: no shutdown code runs; its worker dies with it
+
+        since = fake.mark()
+        second = BotProcess(fake.api.root_url, data, tmp_path / "second.log")
+        try:
+            notice = fake.wait_for_text(11, "interrupted by a restart", since=since, timeout=30)
+            assert notice.method == "sendMessage"
+            document = fake.wait_for(
+                lambda a: a.method == "sendDocument" and a.chat_id == 11, since=since, timeout=FIRST_JOB
+            )
+            assert document.document is not None and document.document.file_name == "stuck_pose.tflite"
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        fake.close()
