@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.ext import ContextTypes
 
 from bot.services import BotServices, services
@@ -77,18 +76,10 @@ async def start_conversion(
     bot_services = services(context)
     model, summary = await asyncio.to_thread(_model_and_summary, bot_services, draft.model_id)
     missing = missing_dimensions(summary, draft)
-    if missing is not None:
+    if missing is not None:  # an unknown batch alone becomes 1 in the converter; anything else is asked
         name, shape = missing
         draft.awaiting_shape = name
-        key = bot_services.state.open_menu(chat_id, "shape", input=name)
-        keyboard = None
-        if shape is not None and all(d is not None and d >= 0 for d in shape[1:]):
-            keyboard = InlineKeyboardMarkup(
-                [[InlineKeyboardButton(texts.button_batch_one, callback_data=f"{key}:batch1")]]
-            )
-        await context.bot.send_message(
-            chat_id, texts.ask_shape.format(name=name, shape=format_shape(shape)), reply_markup=keyboard
-        )
+        await context.bot.send_message(chat_id, texts.ask_shape.format(name=name, shape=format_shape(shape)))
         return
     used, reset = await asyncio.to_thread(_jobs_today, bot_services, user.id)
     if used >= bot_services.settings.daily_jobs:

@@ -57,11 +57,7 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     assert draft is not None
     _, summary = await asyncio.to_thread(_summary_of, update, context, draft.model_id)
-    if action == "go" or (action == "batch1" and menu.kind == "shape"):
-        if action == "batch1":
-            shape = _known_shape(summary, menu.data["input"])
-            draft.shapes[menu.data["input"]] = [1, *shape[1:]]
-            draft.awaiting_shape = None
+    if action == "go":
         await query.edit_message_reply_markup(None)
         user = await record_user(bot_services, update)
         await start_conversion(chat_id, user, draft, context, texts)
@@ -98,13 +94,6 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     elif action == "setquant" and argument in QUANTIZATIONS:
         draft.quant = argument
         await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))
-
-
-def _known_shape(summary: dict[str, Any], name: str) -> list[int]:
-    for spec in summary["suggested_inputs"]:
-        if spec["name"] == name and spec.get("shape"):
-            return [d if d is not None else -1 for d in spec["shape"]]
-    return [-1]
 
 
 async def _show_picker(

@@ -33,7 +33,6 @@ class Texts:
     button_done: str
     button_back: str
     button_cancel: str
-    button_batch_one: str
     choose_inputs: str
     choose_outputs: str
     choose_targets: str
@@ -107,7 +106,6 @@ EN = Texts(
     button_done="Done",
     button_back="Back",
     button_cancel="Cancel",
-    button_batch_one="Use batch 1",
     choose_inputs="Choose the inputs ({count} chosen). Type part of a name to search. Page {page}/{pages}.",
     choose_outputs="Choose the outputs ({count} chosen). Type part of a name to search. Page {page}/{pages}.",
     choose_targets="Choose what to make:",
@@ -187,7 +185,6 @@ ZH = Texts(
     button_done="完成",
     button_back="返回",
     button_cancel="取消",
-    button_batch_one="使用 batch 1",
     choose_inputs="选择输入（已选 {count} 个）。输入部分名称可搜索。第 {page}/{pages} 页。",
     choose_outputs="选择输出（已选 {count} 个）。输入部分名称可搜索。第 {page}/{pages} 页。",
     choose_targets="选择要生成的格式：",

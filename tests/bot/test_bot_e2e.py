@@ -133,6 +133,15 @@ def test_one_line_convert_nodes_filter_jobs_and_job(chat: Any, multihead_graph: 
         fake.wait_for_text(who.id, "not found", since=since)
 
 
+def test_a_failed_conversion_says_why_without_a_traceback(chat: Any) -> None:
+    fake, _ = chat
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, user(2), "/convert tflite out=heatmapp")  # pose.pb is Bob's current model
+    failure = fake.wait_for_text(2, "failed", since=since, timeout=FIRST_JOB)
+    assert "no node named heatmapp; closest: heatmap" in failure.text
+    assert failure.text.startswith("Job #") and "Traceback" not in failure.text
+
+
 def test_bad_input_gets_short_specific_answers(chat: Any, multihead_graph: Any, tmp_path: Path) -> None:
     fake, _ = chat
     cat = user(3)
