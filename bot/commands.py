@@ -5,18 +5,48 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.conversions import parse_convert_args, start_conversion
 from bot.services import BotServices, services
+from bot.texts import Texts
 from bot.uploads import new_draft, record_user, user_texts
 from bot.views import nodes_page
 from converter.errors import ConvbotError
 from db.models import Job, JobStatus, UploadedModel, User, utcnow
+
+
+@dataclass(frozen=True)
+class Request:
+    """What most commands start from: where to answer, in which language, for whom."""
+
+    message: Message
+    chat_id: int
+    texts: Texts
+    services: BotServices
+    user: User
+
+
+async def _request(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Request | None:
+    message, chat = update.effective_message, update.effective_chat
+    if message is None or chat is None:
+        return None
+    bot_services = services(context)
+    user = await record_user(bot_services, update)
+    return Request(message, chat.id, user_texts(update), bot_services, user)
+
+
+async def _current_model_or_ask(request: Request) -> tuple[int, str, dict[str, Any]] | None:
+    """The chat's current model; without one, tell the user to send one first."""
+    current = await asyncio.to_thread(_current_model, request.services, request.user.id)
+    if current is None:
+        await request.message.reply_text(request.texts.send_model_first)
+    return current
 
 
 async def show_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -38,15 +68,10 @@ def _current_model(bot_services: BotServices, user_id: int) -> tuple[int, str, d
 
 async def list_nodes(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """List the current model's nodes, filtered by a part of their name or op, from the stored inspection."""
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
+    request = await _request(update, context)
+    if request is None or (current := await _current_model_or_ask(request)) is None:
         return
-    texts, bot_services = user_texts(update), services(context)
-    user = await record_user(bot_services, update)
-    current = await asyncio.to_thread(_current_model, bot_services, user.id)
-    if current is None:
-        await message.reply_text(texts.send_model_first)
-        return
+    texts, message = request.texts, request.message
     _, name, summary = current
     text = " ".join(context.args or []).strip()
     nodes = summary.get("nodes") or [
@@ -61,33 +86,28 @@ async def list_nodes(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not nodes:
         await message.reply_text(texts.nodes_none.format(text=text))
         return
-    key = bot_services.state.open_menu(chat.id, "nodes", name=name, nodes=nodes, filter=text)
+    key = request.services.state.open_menu(request.chat_id, "nodes", name=name, nodes=nodes, filter=text)
     page_text, keyboard = nodes_page(texts, key, name, nodes, text, 0)
     await message.reply_text(page_text, reply_markup=keyboard)
 
 
 async def convert_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Convert the current model in one line."""
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
-        return
-    texts, bot_services = user_texts(update), services(context)
-    user = await record_user(bot_services, update)
-    current = await asyncio.to_thread(_current_model, bot_services, user.id)
-    if current is None:
-        await message.reply_text(texts.send_model_first)
+    request = await _request(update, context)
+    if request is None or (current := await _current_model_or_ask(request)) is None:
         return
     model_id, _, summary = current
-    draft = bot_services.state.drafts.get(chat.id)
+    drafts = request.services.state.drafts
+    draft = drafts.get(request.chat_id)
     if draft is None or draft.model_id != model_id:
         draft = new_draft(model_id, summary)
     try:
         draft = parse_convert_args(list(context.args or []), draft)
     except ConvbotError as error:
-        await message.reply_text(error.message)
+        await request.message.reply_text(error.message)
         return
-    bot_services.state.drafts[chat.id] = draft
-    await start_conversion(chat.id, user, draft, context, texts)
+    drafts[request.chat_id] = draft
+    await start_conversion(request.chat_id, request.user, draft, context, request.texts)
 
 
 def parse_job_id(text: str) -> int | None:
@@ -97,17 +117,16 @@ def parse_job_id(text: str) -> int | None:
 
 async def list_jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The user's recent jobs: id, model, targets, status keyword, age."""
-    message = update.effective_message
-    if message is None:
+    request = await _request(update, context)
+    if request is None:
         return
-    texts, bot_services = user_texts(update), services(context)
-    user = await record_user(bot_services, update)
-    rows = await asyncio.to_thread(_recent_jobs, bot_services, user.id)
+    texts = request.texts
+    rows = await asyncio.to_thread(_recent_jobs, request.services, request.user.id)
     if not rows:
-        await message.reply_text(texts.jobs_none)
+        await request.message.reply_text(texts.jobs_none)
         return
     lines = [texts.jobs_title] + [texts.job_line.format(**row) for row in rows]
-    await message.reply_text("\n".join(lines))
+    await request.message.reply_text("\n".join(lines))
 
 
 def _age(seconds: float) -> str:
@@ -143,14 +162,13 @@ async def show_job(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """One job of the user's; its files again if they are still kept."""
     from bot.progress import send_results
 
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
+    request = await _request(update, context)
+    if request is None:
         return
-    texts, bot_services = user_texts(update), services(context)
-    user = await record_user(bot_services, update)
+    message, texts, bot_services = request.message, request.texts, request.services
     argument = " ".join(context.args or [])
     job_id = parse_job_id(argument)
-    rows = await asyncio.to_thread(_recent_jobs_by_id, bot_services, user.id, job_id)
+    rows = await asyncio.to_thread(_recent_jobs_by_id, bot_services, request.user.id, job_id)
     if rows is None:
         await message.reply_text(texts.job_not_found.format(job=argument or "?"))
         return
@@ -159,7 +177,7 @@ async def show_job(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if status == "expired":
         await message.reply_text(texts.files_expired.format(job_id=job_id))
     elif status == "succeeded" and job_id is not None:
-        await send_results(context, bot_services, job_id, chat.id, texts, resend=True)
+        await send_results(context, bot_services, job_id, request.chat_id, texts, resend=True)
 
 
 def _recent_jobs_by_id(
@@ -184,15 +202,14 @@ def _recent_jobs_by_id(
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Cancel the user's running or queued job, or else the dialogue in progress."""
-    message, chat = update.effective_message, update.effective_chat
-    if message is None or chat is None:
+    request = await _request(update, context)
+    if request is None:
         return
-    texts, bot_services = user_texts(update), services(context)
-    user = await record_user(bot_services, update)
+    message, texts, bot_services, user = request.message, request.texts, request.services, request.user
     job_id = await asyncio.to_thread(_active_job, bot_services, user.id)
     if job_id is not None and await asyncio.to_thread(bot_services.jobs.cancel, job_id, user.id):
         return  # the status message says "cancelled"
-    draft = bot_services.state.drafts.get(chat.id)
+    draft = bot_services.state.drafts.get(request.chat_id)
     if draft is not None and (draft.awaiting_shape or draft.picker_key):
         draft.awaiting_shape, draft.picker_key = None, None
         await message.reply_text(texts.cancelled_dialogue)

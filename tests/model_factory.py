@@ -574,6 +574,21 @@ def write_multihead_graph(pb_path: PathLike) -> ModelFacts:
 # ------------------------------------------------------------------------------ main
 
 
+def write_with_unknown_dims(source: PathLike, dest: PathLike, node: str = "image", dims: int = 3) -> Path:
+    """A copy of a frozen graph whose `node` placeholder has its first `dims` sizes unknown (-1)."""
+    from converter.protos import GraphDef as ProtoGraphDef  # no TensorFlow needed
+
+    graph_def = ProtoGraphDef()
+    graph_def.ParseFromString(Path(source).read_bytes())
+    for item in graph_def.node:
+        if item.name == node:
+            for dim in item.attr["shape"].shape.dim[:dims]:
+                dim.size = -1
+    out = _prepare(dest)
+    out.write_bytes(graph_def.SerializeToString())
+    return out
+
+
 def write_all(outdir: PathLike) -> list[ModelFacts]:
     """Write every model into ``outdir``; return their facts."""
     root = Path(outdir)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from converter.protos import GraphDef
+from tests import model_factory
 from tests.bot.harness import BotProcess, FakeApiThread, buttons, user
 from tests.converter.conftest import random_input, run_tflite
 
@@ -230,14 +230,7 @@ def test_flood_limit_during_a_job_is_waited_out(chat: Any, multihead_graph: Any)
 def test_unknown_dimensions_are_asked_for(chat: Any, multihead_graph: Any, tmp_path: Path) -> None:
     fake, _ = chat
     gus = user(7)
-    graph = GraphDef()
-    graph.ParseFromString(multihead_graph.path.read_bytes())
-    for node in graph.node:
-        if node.name == "image":
-            for dim in node.attr["shape"].shape.dim[:3]:
-                dim.size = -1
-    dynamic = tmp_path / "dynamic.pb"
-    dynamic.write_bytes(graph.SerializeToString())
+    dynamic = model_factory.write_with_unknown_dims(multihead_graph.path, tmp_path / "dynamic.pb")
     since = send_model(fake, gus, dynamic, "dynamic.pb")
     fake.wait_for_text(7, "Suggested outputs", since=since)
     since = fake.mark()

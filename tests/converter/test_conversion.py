@@ -16,6 +16,7 @@ from converter.conversion import convert_in_process
 from converter.protos import GraphDef
 from converter.tfjs_export import check_tfjs_files
 from converter.tfjs_runtime import run_tfjs_model
+from tests import model_factory
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
 
 TIGHT = {"rtol": 1e-4, "atol": 1e-5}
@@ -98,14 +99,7 @@ def test_unknown_node_names_get_the_closest(multihead_graph, tmp_path: Path) -> 
 
 
 def test_unknown_dimensions_must_be_given(multihead_graph, tmp_path: Path, tf: Any) -> None:
-    graph = GraphDef()
-    graph.ParseFromString(multihead_graph.path.read_bytes())
-    for node in graph.node:
-        if node.name == "image":
-            for dim in node.attr["shape"].shape.dim[:3]:
-                dim.size = -1
-    dynamic = tmp_path / "dynamic.pb"
-    dynamic.write_bytes(graph.SerializeToString())
+    dynamic = model_factory.write_with_unknown_dims(multihead_graph.path, tmp_path / "dynamic.pb")
     with pytest.raises(BadOptionsError) as caught:
         _convert(dynamic, tmp_path, targets=(Target.TFLITE,))
     assert "image [1,?,?,3] (dimension 1, 2)" in caught.value.message
@@ -170,8 +164,6 @@ def test_real_keras2_emotion_model(fer_model: Path, tmp_path: Path, tf: Any) -> 
 
 def test_tfjs_layers_model_from_a_keras2_file(models_dir: Path, tmp_path: Path, tf: Any) -> None:
     import tf_keras
-
-    from tests import model_factory
 
     facts = model_factory.write_tf_keras_h5(models_dir / "keras2_classifier.h5")
     result = _convert(facts.path, tmp_path, targets=(Target.TFJS_LAYERS,))
