@@ -18,6 +18,7 @@ from bot.texts import Texts
 from bot.uploads import new_draft, record_user, user_texts
 from bot.views import nodes_page
 from converter.errors import ConvbotError
+from converter.units import format_size
 from db.models import Job, JobStatus, UploadedModel, User, utcnow
 
 
@@ -243,8 +244,6 @@ async def show_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     users, by_status = await asyncio.to_thread(_counts, bot_services)
     disk = shutil.disk_usage(bot_services.settings.data_dir)
     used = sum(p.stat().st_size for p in bot_services.settings.data_dir.rglob("*") if p.is_file())
-    from bot.views import format_size
-
     jobs = ", ".join(f"{status} {count}" for status, count in sorted(by_status.items())) or "0"
     await message.reply_text(
         texts.stats.format(users=users, jobs=jobs, disk=f"{format_size(used)} (free {format_size(disk.free)})")

@@ -16,7 +16,8 @@ from telegram.ext import Application, ContextTypes
 
 from bot.services import BotServices
 from bot.texts import Texts, texts_for
-from bot.views import cancel_keyboard, format_size, report_text, validation_line
+from bot.views import cancel_keyboard, report_text, validation_line
+from converter.units import format_size
 from db.models import Artifact, Job
 from jobs.service import JobEvent
 

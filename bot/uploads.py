@@ -17,8 +17,9 @@ from telegram.ext import ContextTypes
 from bot.services import BotServices, services
 from bot.state import Draft
 from bot.texts import Texts, texts_for
-from bot.views import format_size, spec_key, summary_keyboard, summary_text
+from bot.views import spec_key, summary_keyboard, summary_text
 from converter.errors import ConvbotError
+from converter.units import format_size
 from db.models import UploadedModel, User
 from jobs import records
 

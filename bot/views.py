@@ -10,17 +10,10 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.state import Draft
 from bot.texts import Texts
+from converter.units import format_size
 
 PAGE_SIZE = 8
 MAX_LISTED = 12  # suggestions shown in a summary before "… and N more"
-
-
-def format_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
 
 
 def format_shape(shape: Sequence[int | None] | None) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from converter.op_support import OpFinding
 from converter.result import ConversionResult
 from converter.summary import ModelSummary, Shape, TensorSpec
+from converter.units import format_size
 
 MAX_NODES_SHOWN = 40
 
@@ -15,15 +16,6 @@ def format_shape(shape: Shape) -> str:
     if shape is None:
         return "?"
     return "[" + ",".join("?" if d is None or d < 0 else str(d) for d in shape) + "]"
-
-
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

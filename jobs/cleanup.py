@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from converter.units import format_size
 from db.models import Artifact, Job, JobStatus, UploadedModel, utcnow
 from jobs.settings import Settings
 
@@ -56,7 +57,7 @@ class CleanupReport:
     def summary(self) -> str:
         files = _plural(len(self.removed), "file")
         rows = _plural(self.expired_rows, "record")
-        size = _human_size(self.freed_bytes)
+        size = format_size(self.freed_bytes)
         if self.dry_run:
             return f"dry run: would remove {files}, free {size}; {rows} would be marked expired"
         return f"removed {files}, freed {size}; {rows} marked expired"
@@ -64,17 +65,6 @@ class CleanupReport:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KB", "MB", "GB"):
-        value /= 1024
-        if value < 1024 or unit == "GB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 @dataclass
@@ -241,7 +231,7 @@ class _Cleaner:
             total -= size
         if total > self.cap_bytes:
             logger.warning(
-                "data dir still over its cap after cleanup: %s > %s", _human_size(total), _human_size(self.cap_bytes)
+                "data dir still over its cap after cleanup: %s > %s", format_size(total), format_size(self.cap_bytes)
             )
 
     # -- applying -------------------------------------------------------------------------------
@@ -260,7 +250,7 @@ class _Cleaner:
                     except OSError:
                         logger.exception("could not remove %s; its records stay live", removal.path)
                         continue
-                    logger.info("removed %s (%s)", removal.path, _human_size(removal.size))
+                    logger.info("removed %s (%s)", removal.path, format_size(removal.size))
                 removed.append(str(removal.path))
                 freed += removal.size
             for record in removal.records:
