@@ -19,6 +19,7 @@ from typing import IO
 
 from converter.errors import UnsafeArchiveError, UnsupportedModelError
 from converter.formats import GZIP_MAGIC, TAR_MAGIC, TAR_MAGIC_OFFSET, ZIP_EMPTY_MAGIC, ZIP_MAGIC
+from converter.units import format_size
 
 _CHUNK = 1024 * 1024
 _MAX_NAME = 1024  # longer names only serve to trip ENAMETOOLONG deep inside the write
@@ -103,7 +104,7 @@ class _Budget:
     def check(self, total: float) -> None:
         if total > self.limits.max_total_bytes:
             raise UnsafeArchiveError(
-                f"the archive would unpack to more than {_human_bytes(self.limits.max_total_bytes)}; "
+                f"the archive would unpack to more than {format_size(self.limits.max_total_bytes)}; "
                 "send a smaller model"
             )
         if total > self.ratio_cap:
@@ -254,12 +255,3 @@ def _special_error(name: str) -> UnsafeArchiveError:
 
 def _unsupported_method() -> UnsupportedModelError:
     return UnsupportedModelError("the archive uses an unsupported compression method; re-pack it as a standard zip")
-
-
-def _human_bytes(n: int) -> str:
-    """2147483648 -> "2 GB", 1536 -> "1.5 KB", 1000 -> "1,000 bytes"."""
-    if n < 1024:
-        return f"{n:,} bytes"
-    power = min(4, (n.bit_length() - 1) // 10)
-    number = f"{n / 1024**power:.1f}".removesuffix(".0")
-    return f"{number} {('KB', 'MB', 'GB', 'TB')[power - 1]}"

@@ -220,7 +220,7 @@ def test_huge_tar_header_is_refused_before_it_is_read_into_memory(tmp_path: Path
         tar.addfile(info, io.BytesIO(data))
     limits = ArchiveLimits(max_total_bytes=1000, max_ratio=1e9, max_entries=5)
     message = refuse(archive, tmp_path, limits)
-    assert message == "the archive would unpack to more than 1,000 bytes; send a smaller model"
+    assert message == "the archive would unpack to more than 1000 B; send a smaller model"
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
@@ -246,13 +246,13 @@ def test_total_bytes_limit(tmp_path: Path, fmt: str) -> None:
         "tar": lambda: files_tar(tmp_path / "m", files, gz=False),
     }[fmt]()
     limits = ArchiveLimits(max_total_bytes=4 * 1024, max_ratio=1e9)
-    assert refuse(archive, tmp_path, limits) == "the archive would unpack to more than 4 KB; send a smaller model"
+    assert refuse(archive, tmp_path, limits) == "the archive would unpack to more than 4.0 KB; send a smaller model"
 
 
 def test_default_limit_message_says_2_gb(tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "m.zip", {"model/a": b"x"})
     patch_zip(archive, local=22, central=24, value=(3 * 1024**3).to_bytes(4, "little"))
-    assert refuse(archive, tmp_path, LOOSE) == "the archive would unpack to more than 2 GB; send a smaller model"
+    assert refuse(archive, tmp_path, LOOSE) == "the archive would unpack to more than 2.0 GB; send a smaller model"
 
 
 # --- damaged and unsupported archives ----------------------------------------------------
