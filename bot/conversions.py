@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from telegram.ext import ContextTypes
 
+from bot.progress import with_network_retries
 from bot.services import BotServices, services
 from bot.state import Draft
 from bot.texts import Texts
@@ -92,10 +93,9 @@ async def start_conversion(
     job_id = await asyncio.to_thread(bot_services.jobs.submit, user.id, model.id, options)
     view = await asyncio.to_thread(bot_services.jobs.status, job_id)
     if view is not None and view.status == "queued":
-        sent = await context.bot.send_message(
-            chat_id,
-            texts.queued.format(job_id=job_id, position=view.position),
-            reply_markup=cancel_keyboard(texts, job_id),
+        text = texts.queued.format(job_id=job_id, position=view.position)
+        sent = await with_network_retries(
+            lambda: context.bot.send_message(chat_id, text, reply_markup=cancel_keyboard(texts, job_id))
         )
         bot_services.status_messages.setdefault(job_id, (chat_id, sent.message_id))
 

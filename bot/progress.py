@@ -8,10 +8,11 @@ import asyncio
 import logging
 import time
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from telegram.error import BadRequest
+from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import Application, ContextTypes
 
 from bot.services import BotServices
@@ -22,7 +23,30 @@ from db.models import Artifact, Job
 from jobs.service import JobEvent
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 EDIT_INTERVAL_SECONDS = 1.5  # Telegram limits edits; stages can follow each other within milliseconds
+NETWORK_ATTEMPTS = 4
+
+
+async def with_network_retries(call: Callable[[], Awaitable[T]], *, retry_timeouts: bool = True) -> T:
+    """Retry a Bot API call on network errors (flood limits are waited out by the rate limiter).
+
+    A timed-out upload may still have been delivered (PTB #4188), so uploads pass
+    retry_timeouts=False: a user should not get the same file twice.
+    """
+    for attempt in range(1, NETWORK_ATTEMPTS + 1):
+        try:
+            return await call()
+        except BadRequest:
+            raise  # NetworkError's subclass for requests Telegram refused: retrying changes nothing
+        except TimedOut:
+            if not retry_timeouts or attempt == NETWORK_ATTEMPTS:
+                raise
+        except NetworkError:
+            if attempt == NETWORK_ATTEMPTS:
+                raise
+        await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class ProgressReporter:
@@ -86,13 +110,15 @@ class ProgressReporter:
         bot = self.application.bot
         if known is not None:
             try:
-                await bot.edit_message_text(text, chat_id=known[0], message_id=known[1], reply_markup=keyboard)
+                await with_network_retries(
+                    lambda: bot.edit_message_text(text, chat_id=known[0], message_id=known[1], reply_markup=keyboard)
+                )
                 return
             except BadRequest as error:
                 if "not modified" in str(error).lower():
                     return
                 log.warning("could not edit the status of job %s: %s", job_id, error)
-        sent = await bot.send_message(chat_id, text, reply_markup=keyboard)
+        sent = await with_network_retries(lambda: bot.send_message(chat_id, text, reply_markup=keyboard))
         self.services.status_messages[job_id] = (chat_id, sent.message_id)
 
 
@@ -130,7 +156,8 @@ async def send_results(
         if sent.document is not None and not file_id:
             await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, sent.document.file_id)
     if not resend:
-        await bot.send_message(chat_id, report_text(texts, job_id, result)[:4000])
+        report = report_text(texts, job_id, result)[:4000]
+        await with_network_retries(lambda: bot.send_message(chat_id, report))
 
 
 def _zip_folder(folder: Path, zip_path: Path) -> None:

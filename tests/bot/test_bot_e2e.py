@@ -227,6 +227,18 @@ def test_flood_limit_during_a_job_is_waited_out(chat: Any, multihead_graph: Any)
     assert failed and failed[-1].error_code == 429
 
 
+def test_network_errors_are_retried(chat: Any) -> None:
+    fake, _ = chat
+    fay = user(6)  # pose6.pb is her current model
+    fake.do(fake.api.fail_next, "sendMessage", 502, None, times=2)  # Bad Gateway: a NetworkError in PTB
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, fay, "/convert tflite quant=dynamic")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 6, since=since, timeout=FIRST_JOB)
+    assert document.document is not None and document.document.file_name == "pose6.tflite"
+    failed = fake.do(lambda: [f for f in fake.api.failed if f.method == "sendMessage" and f.error_code == 502])
+    assert len(failed) == 2
+
+
 def test_unknown_dimensions_are_asked_for(chat: Any, multihead_graph: Any, tmp_path: Path) -> None:
     fake, _ = chat
     gus = user(7)
