@@ -64,7 +64,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="upgrade: migrate to the newest schema; check: models and database agree; current: the schema revision",
     )
 
-    commands.add_parser("run", help="run the Telegram bot (settings from CONVBOT_* variables and .env)")
+    commands.add_parser(
+        "run", help="run the bot: on Telegram with CONVBOT_TOKEN set, else in this terminal (console mode)"
+    )
 
     cleanup = commands.add_parser("cleanup", help="delete expired models and artifacts now (for cron)")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be removed")
@@ -172,13 +174,15 @@ def run_bot_command(args: argparse.Namespace) -> int:
     from jobs.settings import load_settings_as
 
     settings = load_settings_as(BotSettings)
-    if not settings.token:
-        print(
-            "convbot: set CONVBOT_TOKEN to the token BotFather gave you (console mode is not built yet)",
-            file=sys.stderr,
-        )
-        return 2
-    run_bot(settings)
+    if settings.token:
+        run_bot(settings)
+        return 0
+    # No token: the same bot against an embedded Bot API server, with a chat in this terminal.
+    import asyncio
+
+    from bot.console import run_console
+
+    asyncio.run(run_console(settings))
     return 0
 
 
