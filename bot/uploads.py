@@ -67,6 +67,7 @@ async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         await message.reply_text(text)
         return
     user = await record_user(bot_services, update)
+    log.info("user=%d telegram_id=%s upload name=%r size=%s", user.id, user.telegram_id, name, document.file_size)
     await message.reply_text(texts.downloading.format(name=name))
     folder = settings.tmp_dir / f"upload-{uuid.uuid4().hex}"
     folder.mkdir(parents=True)

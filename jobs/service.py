@@ -200,6 +200,15 @@ class JobService:
     # -- inside
 
     def _emit(self, event: JobEvent) -> None:
+        # key=value pairs so operators can grep by job and user; never file contents or secrets.
+        log.info(
+            "job=%d user=%d event=%s stage=%s%s",
+            event.job_id,
+            event.user_id,
+            event.kind,
+            event.stage or "-",
+            f" message={event.message!r}" if event.message else "",
+        )
         for callback in list(self._subscribers):
             try:
                 callback(event)
