@@ -13,7 +13,7 @@ from bot.conversions import start_conversion
 from bot.services import services
 from bot.state import Draft
 from bot.texts import Texts
-from bot.uploads import record_user, show_summary, user_texts
+from bot.uploads import record_user, user_texts
 from bot.views import choice_keyboard, nodes_page, picker_candidates, picker_view, summary_keyboard
 from converter.errors import BadOptionsError
 from converter.options import parse_shape
@@ -147,6 +147,3 @@ async def reply_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         await message.reply_text(text, reply_markup=keyboard)
         return
     await message.reply_text(texts.text_outside_dialogue)
-
-
-__all__ = ["press_button", "reply_text", "show_summary"]

@@ -70,6 +70,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cleanup = commands.add_parser("cleanup", help="delete expired models and artifacts now (for cron)")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+
+    doctor = commands.add_parser(
+        "doctor", help="check settings, database, TensorFlow, Node.js, disk space and the Bot API; exit 1 on a failure"
+    )
+    doctor.add_argument("--quick", action="store_true", help="skip the slow TensorFlow import (for health checks)")
     return parser
 
 
@@ -186,6 +191,12 @@ def run_bot_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_doctor_command(args: argparse.Namespace) -> int:
+    from cli.doctor import run_doctor
+
+    return run_doctor(quick=args.quick)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from jobs.settings import SettingsError
 
@@ -196,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db": run_db,
         "cleanup": run_cleanup_once,
         "run": run_bot_command,
+        "doctor": run_doctor_command,
     }
     try:
         return handlers[args.command](args)

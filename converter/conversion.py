@@ -18,7 +18,7 @@ from typing import Any
 from converter import formats as fmt
 from converter.archive import ArchiveLimits
 from converter.detect import ModelSource, detect_model
-from converter.errors import BadOptionsError, ConvbotError, ConversionError
+from converter.errors import BadOptionsError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
 from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
@@ -385,6 +385,3 @@ def _checked_tfjs_artifact(folder: Path, target: Target, quantization: Quantizat
     if problems:
         raise ConversionError(f"TF.js: the converter wrote an inconsistent model: {problems[0]}", "\n".join(problems))
     return Artifact.from_path(target, folder, quantization)
-
-
-__all__ = ["ConvbotError", "ConversionPlan", "convert_in_process", "plan_conversion"]

@@ -118,9 +118,6 @@ class LocalWorkerPool(ExecutionBackend):
                 worker.kill_reason = reason
                 worker.process.kill()
 
-    def running_jobs(self) -> list[int]:
-        return [w.job_id for w in self.workers if w.job_id is not None]
-
     def poll(self, timeout: float) -> list[BackendEvent]:
         from multiprocessing.connection import wait
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,3 @@ def running_user_ids(session: Session) -> set[int]:
 
 def waiting_jobs(session: Session) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.status.in_(WAITING)).order_by(Job.created_at, Job.id)))
-
-
-def age(moment: datetime | None) -> float:
-    return 0.0 if moment is None else (utcnow() - moment).total_seconds()

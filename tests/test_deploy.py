@@ -239,3 +239,17 @@ def test_systemd_unit() -> None:
     assert "Environment=CONVBOT_DATA_DIR=/var/lib/convbot" in unit
     assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
     assert settings["PrivateTmp"] == "yes" and settings["ReadWritePaths"] == "/var/lib/convbot"
+
+
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    """`systemd-analyze verify`: no unknown directive or bad value (it only warns, so nothing may be printed).
+
+    The ExecStart programs must exist for it, so the copy runs this Python instead of /opt/convbot's."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    unit = (DEPLOY / "convbot.service").read_text().replace("/opt/convbot/.venv/bin/convbot", sys.executable)
+    copy = tmp_path / "convbot.service"
+    copy.write_text(unit)
+    done = subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
