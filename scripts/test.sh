@@ -15,6 +15,11 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
         /etc/postgresql-common/createcluster.conf
     apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
 fi
+# systemd-analyze verifies deploy/convbot.service in the tests.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -187,8 +187,7 @@ def test_tfjs_list_names_ops_as_tfjs_does() -> None:
 
 def test_bundled_tfjs_list_matches_the_installed_package() -> None:
     folder = op_support.installed_tfjs_op_list_dir()
-    if folder is None:
-        pytest.skip("tensorflowjs is not installed")
+    assert folder is not None, "tensorflowjs is in the lock file; run scripts/setup.sh"
     assert op_support.read_tfjs_op_list(folder) == frozenset(list_file_ops("tfjs_ops.txt")), (
         "tensorflowjs changed: regenerate converter/data/tfjs_ops.txt from its op_list/*.json"
     )

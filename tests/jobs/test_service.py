@@ -152,10 +152,7 @@ def test_a_crash_a_timeout_a_memory_blow_up_and_a_cancel_fail_only_their_job(
     multihead_graph: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    database_url: str,
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("worker failures do not depend on the database; run once, on SQLite")
     # Test hooks, by model file name: abort the worker, hang, eat memory (see converter/isolation.py).
     monkeypatch.setenv("CONVBOT_TEST_HOOK", "")
     service, events, settings = service_factory(workers=1, job_timeout_seconds=45, job_memory_mb=3000)
