@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -243,11 +244,15 @@ async def show_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     users, by_status = await asyncio.to_thread(_counts, bot_services)
     disk = shutil.disk_usage(bot_services.settings.data_dir)
-    used = sum(p.stat().st_size for p in bot_services.settings.data_dir.rglob("*") if p.is_file())
+    used = await asyncio.to_thread(_bytes_under, bot_services.settings.data_dir)
     jobs = ", ".join(f"{status} {count}" for status, count in sorted(by_status.items())) or "0"
     await message.reply_text(
         texts.stats.format(users=users, jobs=jobs, disk=f"{format_size(used)} (free {format_size(disk.free)})")
     )
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _counts(bot_services: BotServices) -> tuple[int, dict[str, int]]:

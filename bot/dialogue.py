@@ -45,7 +45,9 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     bot_services = services(context)
     menu = bot_services.state.menu(key, chat_id)
     draft = bot_services.state.drafts.get(chat_id)
-    if menu is None or (menu.kind != "nodes" and draft is None):
+    # A menu of an earlier model (the chat has uploaded another since) is as good as expired.
+    stale = draft is not None and menu is not None and menu.data.get("model_id", draft.model_id) != draft.model_id
+    if menu is None or stale or (menu.kind != "nodes" and draft is None):
         await query.edit_message_reply_markup(None)
         await context.bot.send_message(chat_id, texts.menu_expired)
         return
@@ -82,7 +84,7 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await query.edit_message_text(text, reply_markup=keyboard)
     elif action in ("done", "back"):
         draft.picker_key = None
-        summary_key = bot_services.state.open_menu(chat_id, "summary")
+        summary_key = bot_services.state.open_menu(chat_id, "summary", model_id=draft.model_id)
         await query.edit_message_reply_markup(summary_keyboard(texts, summary_key, draft))
     elif action == "targets":
         await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", TARGETS, draft.targets))
@@ -100,7 +102,7 @@ async def _show_picker(
     query: Any, state: Any, chat_id: int, texts: Texts, summary: dict[str, Any], draft: Draft, which: str, page: int
 ) -> None:
     names = picker_candidates(summary, which, draft.search)
-    key = state.open_menu(chat_id, "picker", which=which, names=names, page=page)
+    key = state.open_menu(chat_id, "picker", which=which, names=names, page=page, model_id=draft.model_id)
     draft.picker_key = key
     text, keyboard = picker_view(texts, key, which, names, getattr(draft, which), page)
     await query.edit_message_text(text, reply_markup=keyboard)
@@ -141,7 +143,7 @@ async def reply_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         draft.search = message.text.strip()
         which = menu.data["which"]
         names = picker_candidates(summary, which, draft.search)
-        key = bot_services.state.open_menu(chat.id, "picker", which=which, names=names, page=0)
+        key = bot_services.state.open_menu(chat.id, "picker", which=which, names=names, page=0, model_id=draft.model_id)
         draft.picker_key = key
         text, keyboard = picker_view(texts, key, which, names, getattr(draft, which), 0)
         await message.reply_text(text, reply_markup=keyboard)

@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,7 @@ def _store(bot_services: BotServices, user: User, path: Path, name: str, summary
         model = records.store_upload(
             session, bot_services.settings.models_dir, user, path, name, summary, summary["format"]
         )
-        retention = bot_services.settings.retention_hours
-        from datetime import timedelta
-
-        model.expires_at = model.created_at + timedelta(hours=retention)
+        model.expires_at = model.created_at + timedelta(hours=bot_services.settings.retention_hours)
         session.commit()
         return model
 
@@ -116,7 +114,7 @@ def new_draft(model_id: int, summary: dict[str, Any]) -> Draft:
 async def show_summary(
     chat_id: int, context: ContextTypes.DEFAULT_TYPE, texts: Texts, name: str, summary: dict[str, Any], draft: Draft
 ) -> None:
-    key = services(context).state.open_menu(chat_id, "summary")
+    key = services(context).state.open_menu(chat_id, "summary", model_id=draft.model_id)
     await context.bot.send_message(
         chat_id, summary_text(texts, name, summary)[:4000], reply_markup=summary_keyboard(texts, key, draft)
     )
