@@ -183,6 +183,18 @@ def _bomb() -> bytes:
     return buffer.getvalue()
 
 
+def test_buttons_of_an_earlier_upload_have_expired(chat: Any, multihead_graph: Any) -> None:
+    fake, _ = chat
+    cat = user(3)
+    since = send_model(fake, cat, multihead_graph.path, "first.pb")
+    old = fake.wait_for_text(3, "Suggested outputs", since=since)
+    since = send_model(fake, cat, multihead_graph.path, "second.pb")
+    fake.wait_for_text(3, "Suggested outputs", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, cat, old.message_id, buttons(old)["Choose inputs"])
+    fake.wait_for_text(3, "This menu has expired", since=since)
+
+
 def test_strangers_are_refused_politely(chat: Any, multihead_graph: Any) -> None:
     fake, _ = chat
     stranger = user(99)
