@@ -15,7 +15,9 @@ MessageToDict) whose Const nodes had their values moved into the weight shards
 4. clear device fields, fill attrs TF.js dropped (op defaults, type attrs inferred from the
    inputs' dtypes) and refuse ops TensorFlow does not know.
 
-v1 control flow (Enter/Exit/Merge/Switch/LoopCond/NextIteration) is kept as it is.
+v1 control flow (Enter/Exit/Merge/Switch/LoopCond/NextIteration) is kept as it is, except that a
+Merge only ever control-depended on (Grappler's If-lowering ``branch_executed`` marker) is dropped,
+since it carries no data and TFLite's control flow functionalization rejects it.
 
 ``read_tfjs_weights`` needs only numpy; ``tfjs_to_graph_def`` imports TensorFlow.
 """
@@ -44,8 +46,14 @@ _PLAIN_DTYPES: dict[str, tuple[str, type[np.generic]]] = {
 _QUANTIZED_DTYPES: dict[str, str] = {"uint8": "u1", "uint16": "<u2", "float16": "<f2"}
 
 # fused activation name (as in fused_ops) -> the standard op computing it; Prelu is handled apart.
-_ACTIVATIONS = {"Relu": "Relu", "Relu6": "Relu6", "Elu": "Elu", "LeakyRelu": "LeakyRelu", "Sigmoid": "Sigmoid",
-                "Tanh": "Tanh"}
+_ACTIVATIONS = {
+    "Relu": "Relu",
+    "Relu6": "Relu6",
+    "Elu": "Elu",
+    "LeakyRelu": "LeakyRelu",
+    "Sigmoid": "Sigmoid",
+    "Tanh": "Tanh",
+}
 # fused op -> (the op it wraps, the name suffix of the helper node)
 _FUSED = {
     "_FusedConv2D": ("Conv2D", "conv"),
@@ -208,8 +216,9 @@ def _split_fused(node: Any, graph_def: Any) -> None:
     if fused_ops and fused_ops[0] != "BiasAdd" and fused_ops[0] not in _ACTIVATIONS and fused_ops[0] != "Prelu":
         raise UnsupportedModelError(f"{node.op} {name!r} fuses {fused_ops}, which convbot cannot split")
     has_bias = bool(fused_ops) and fused_ops[0] == "BiasAdd"
-    activation = fused_ops[1] if has_bias and len(fused_ops) > 1 else (fused_ops[0] if not has_bias and fused_ops
-                                                                      else None)
+    activation = (
+        fused_ops[1] if has_bias and len(fused_ops) > 1 else (fused_ops[0] if not has_bias and fused_ops else None)
+    )
     if len(fused_ops) > (2 if has_bias else 1):
         raise UnsupportedModelError(f"{node.op} {name!r} fuses {fused_ops}, which convbot cannot split")
     last_is = "base" if not has_bias and activation is None else ("bias" if activation is None else "act")
@@ -220,8 +229,9 @@ def _split_fused(node: Any, graph_def: Any) -> None:
     if has_bias:
         if not args:
             raise UnsupportedModelError(f"{node.op} {name!r} has no bias input")
-        bias = _new_node(graph_def, name if last_is == "bias" else f"{name}/bias_add", "BiasAdd",
-                         [current, args[0]], t_attr)
+        bias = _new_node(
+            graph_def, name if last_is == "bias" else f"{name}/bias_add", "BiasAdd", [current, args[0]], t_attr
+        )
         if base_op != "MatMul" and "data_format" in node.attr:
             bias.attr["data_format"].CopyFrom(node.attr["data_format"])
         current = bias.name
@@ -309,8 +319,11 @@ def _fill_type_attrs(node: Any, memo: Mapping[str, list[int]]) -> None:
                 node.attr[arg.number_attr].i = len(data_inputs) - position
             count = int(node.attr[arg.number_attr].i)
         elif arg.type_list_attr:
-            count = len(node.attr[arg.type_list_attr].list.type) if arg.type_list_attr in node.attr else (
-                len(data_inputs) - position)
+            count = (
+                len(node.attr[arg.type_list_attr].list.type)
+                if arg.type_list_attr in node.attr
+                else (len(data_inputs) - position)
+            )
         else:
             count = 1
         arg_inputs = data_inputs[position : position + count]
@@ -331,8 +344,11 @@ def _fill_type_attrs(node: Any, memo: Mapping[str, list[int]]) -> None:
 def _set_weights(graph_def: Any, weights: Mapping[str, NDArray[Any]], manifest: list[dict[str, Any]]) -> None:
     import tensorflow as tf
 
-    declared = {str(entry["name"]): str(entry.get("dtype", "float32"))
-                for group in manifest for entry in group.get("weights", [])}
+    declared = {
+        str(entry["name"]): str(entry.get("dtype", "float32"))
+        for group in manifest
+        for entry in group.get("weights", [])
+    }
     by_name = {node.name: node for node in graph_def.node}
     for name, value in weights.items():
         node = by_name.get(name)
@@ -376,10 +392,42 @@ def _output_names(model: Mapping[str, Any], graph_def: Any) -> list[str]:
     signature = model.get("signature") or {}
     outputs = signature.get("outputs") or {}
     if outputs:
-        return [str(spec.get("name", key)) for key, spec in outputs.items()]
+        names = [str(spec.get("name", key)) for key, spec in outputs.items()]
+        return [name if ":" in name else f"{name}:0" for name in names]
     consumed = {i.lstrip("^").split(":")[0] for node in graph_def.node for i in node.input}
-    return [f"{node.name}:0" for node in graph_def.node
-            if node.name not in consumed and node.op not in ("Const", "NoOp", "Placeholder")]
+    return [
+        f"{node.name}:0"
+        for node in graph_def.node
+        if node.name not in consumed and node.op not in ("Const", "NoOp", "Placeholder")
+    ]
+
+
+def _drop_control_only_merges(graph_def: Any) -> int:
+    """Remove Merge nodes that are only ever control-depended on, and the control edges to them.
+
+    Grappler's lowering of If leaves such a ``.../branch_executed/_N`` Merge (of the two branch
+    pivots) for the function's control outputs; it carries no data, so dropping it changes no
+    result, while TensorFlow's control flow functionalization (TFLite conversion) rejects it
+    ("Merge of two inputs that differ on more than one predicate").
+    """
+    data_consumed = {i.split(":")[0] for node in graph_def.node for i in node.input if not i.startswith("^")}
+    control_consumed = {i[1:] for node in graph_def.node for i in node.input if i.startswith("^")}
+    drop = {
+        node.name
+        for node in graph_def.node
+        if node.op == "Merge" and node.name in control_consumed and node.name not in data_consumed
+    }
+    if not drop:
+        return 0
+    kept = [node for node in graph_def.node if node.name not in drop]
+    for node in kept:
+        inputs = [i for i in node.input if not (i.startswith("^") and i[1:] in drop)]
+        if len(inputs) != len(node.input):
+            del node.input[:]
+            node.input.extend(inputs)
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    return len(drop)
 
 
 def tfjs_to_graph_def(model_dir: Path) -> tuple[Any, dict[str, Any]]:
@@ -389,7 +437,8 @@ def tfjs_to_graph_def(model_dir: Path) -> tuple[Any, dict[str, Any]]:
     that imports with ``tf.graph_util.import_graph_def`` and runs in a v1 Session; ``info`` is
     ``{"inputs": {node name: {"dtype": numpy dtype name, "shape": [int, -1 unknown] or None}},
     "outputs": [tensor names, from the signature or the graph's unconsumed nodes],
-    "rewritten": {TF.js op: how many were split into standard ops}}``.
+    "rewritten": {TF.js op: how many were split into standard ops; "Merge (control-only, dropped)":
+    how many data-less Merge markers were removed}}``.
 
     Raises UnsupportedModelError for a missing/invalid model.json or shard, or an op TensorFlow
     does not know.
@@ -429,8 +478,11 @@ def tfjs_to_graph_def(model_dir: Path) -> tuple[Any, dict[str, Any]]:
 
     unknown = sorted({node.op for node in graph_def.node if _op_def(node.op) is None})
     if unknown:
-        raise UnsupportedModelError(f"TF.js model uses op {', '.join(unknown)}, which cannot be represented in "
-                                    "TensorFlow")
+        noun = "op" if len(unknown) == 1 else "ops"
+        raise UnsupportedModelError(f"TF.js model: {noun} {', '.join(unknown)} cannot be represented in TensorFlow")
+    dropped = _drop_control_only_merges(graph_def)
+    if dropped:
+        rewritten["Merge (control-only, dropped)"] = dropped
     _infer_types(graph_def)
     info = {
         "inputs": _signature_inputs(model, graph_def),
