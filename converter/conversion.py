@@ -140,8 +140,10 @@ def tool_versions() -> dict[str, str]:
 
 
 def artifact_stem(original: Path) -> str:
-    """'posenet.pb' -> 'posenet', 'mnet.tar.gz' -> 'mnet', a folder -> its name."""
+    """'posenet.pb' -> 'posenet', 'mnet.tar.gz' -> 'mnet', a folder -> its name, 'x/model.json' -> 'x'."""
     name = original.name
+    if name == "model.json" and original.parent.name:
+        return original.parent.name
     for suffix in (".tar.gz", ".tgz", ".zip", ".pbtxt", ".pb", ".hdf5", ".h5", ".keras", ".tar"):
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
@@ -168,6 +170,10 @@ def convert_in_process(
     work_dir.mkdir(parents=True, exist_ok=True)
     with stages.stage("loading"):
         source = detect_model(Path(model_path), work_dir / "source", limits)
+        original_format, tfjs_dir = source.format, None
+        if source.format is ModelFormat.TFJS_GRAPH:
+            # A TF.js graph model goes on as the TensorFlow graph it is rebuilt into.
+            tfjs_dir, source = source.path, _rebuild_tfjs_graph(source, work_dir)
         summary = inspect_source(source)
         plan = plan_conversion(summary, options)
     stem = stem or artifact_stem(Path(model_path))
@@ -189,14 +195,14 @@ def convert_in_process(
     validation: tuple[ArtifactCheck, ...] = ()
     if options.verify:
         with stages.stage("validate"):
-            validation = _verify(source, summary, plan, options, artifacts)
+            validation = _verify(source, summary, plan, options, artifacts, tfjs_dir)
     if needs_flex:
         warnings.append(
             "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
         )
     return ConversionResult(
         source=str(model_path),
-        format=source.format,
+        format=original_format,
         inputs=plan.inputs,
         outputs=plan.outputs,
         artifacts=tuple(artifacts),
@@ -325,12 +331,32 @@ def _convert_via_saved_model(
     return artifacts, needs_flex
 
 
+def _rebuild_tfjs_graph(source: ModelSource, work_dir: Path) -> ModelSource:
+    from converter.tfjs_input import tfjs_to_graph_def
+
+    graph_def, _ = tfjs_to_graph_def(source.path)
+    rebuilt = work_dir / "from_tfjs.pb"
+    rebuilt.write_bytes(graph_def.SerializeToString())
+    return ModelSource(ModelFormat.FROZEN_GRAPH, rebuilt, source.original, source.file_size)
+
+
+def _tfjs_reference(model_dir: Path, output_keys: list[str]) -> Any:
+    """The original TF.js model run in TF.js itself: what its artifacts must match."""
+    from converter.tfjs_runtime import run_tfjs_model
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        return run_tfjs_model(model_dir, inputs, output_keys).outputs
+
+    return run
+
+
 def _verify(
     source: ModelSource,
     summary: ModelSummary,
     plan: ConversionPlan,
     options: ConversionOptions,
     artifacts: list[Artifact],
+    tfjs_dir: Path | None = None,
 ) -> tuple[ArtifactCheck, ...]:
     output_keys = [_key(spec) for spec in plan.outputs]
     shapes = {}
@@ -345,7 +371,10 @@ def _verify(
     if options.verify_inputs:
         input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
     signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
-    reference = reference_runner(source.format, source.path, output_keys, signature)
+    if tfjs_dir is not None:
+        reference = _tfjs_reference(tfjs_dir, output_keys)
+    else:
+        reference = reference_runner(source.format, source.path, output_keys, signature)
     return verify_artifacts(artifacts, output_keys, input_sets, reference)
 
 

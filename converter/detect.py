@@ -87,8 +87,10 @@ def _detect_directory(folder: Path, original: Path, size: int) -> ModelSource:
         raise UnsupportedModelError(
             "text SavedModels (saved_model.pbtxt) are not supported; save it with tf.saved_model.save(...)"
         )
-    if list(folder.rglob(fmt.TFJS_MODEL_JSON)):
-        raise _tfjs_planned()
+    model_jsons = sorted(folder.rglob(fmt.TFJS_MODEL_JSON), key=lambda p: len(p.parts))
+    if model_jsons:
+        _check_tfjs_folder(model_jsons[0])
+        return ModelSource(ModelFormat.TFJS_GRAPH, model_jsons[0].parent, original, size)
     if list(folder.rglob("*.meta")):
         raise UnsupportedModelError(
             "TF1 checkpoints (.meta + .index + .data) are planned but not supported yet; "
@@ -134,10 +136,25 @@ def _missing_variables() -> UnsupportedModelError:
     )
 
 
-def _tfjs_planned() -> UnsupportedModelError:
-    return UnsupportedModelError(
-        "this is a TensorFlow.js model (model.json); TF.js models as input are planned but not supported yet"
-    )
+def _check_tfjs_folder(model_json: Path) -> None:
+    """A TF.js graph model whose weight shards are all beside model.json."""
+    try:
+        data = json.loads(model_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise UnsupportedModelError("model.json is not valid JSON") from error
+    if not isinstance(data, dict) or not isinstance(data.get("modelTopology"), dict):
+        raise UnsupportedModelError("model.json has no modelTopology: it is not a TF.js model")
+    if "node" not in data["modelTopology"]:
+        raise UnsupportedModelError(
+            "this is a TF.js layers model; only TF.js graph models are supported (convert the Keras original)"
+        )
+    for group in data.get("weightsManifest") or []:
+        for shard in group.get("paths") or []:
+            if not (model_json.parent / str(shard)).is_file():
+                raise UnsupportedModelError(
+                    f"the TF.js weight shard {shard} named in model.json is missing; "
+                    "send model.json and its shards together in one .zip"
+                )
 
 
 def _classify_hdf5(path: Path) -> ModelFormat:
@@ -190,7 +207,8 @@ def _detect_text(path: Path, text: str, size: int) -> ModelSource:
         except (ValueError, UnicodeDecodeError):
             data = None
         if isinstance(data, dict) and ("modelTopology" in data or "weightsManifest" in data):
-            raise _tfjs_planned()
+            _check_tfjs_folder(path)  # a model.json given by path (CLI), its shards beside it
+            return ModelSource(ModelFormat.TFJS_GRAPH, path.parent, path, _tree_size(path.parent))
         raise UnsupportedModelError("this is a JSON file, not a model")
     if stripped.startswith(("node {", "node{")):
         return ModelSource(ModelFormat.FROZEN_GRAPH_TEXT, path, path, size)

@@ -13,6 +13,7 @@ class ModelFormat(StrEnum):
     SAVED_MODEL = "saved-model"  # a directory, or an archive holding one
     KERAS_H5 = "keras-h5"  # full-model HDF5 saved by model.save(...)
     KERAS_V3 = "keras-v3"  # Keras 3 `.keras` zip
+    TFJS_GRAPH = "tfjs-graph"  # a TF.js graph model: model.json and its weight shards
 
     @property
     def is_graph(self) -> bool:

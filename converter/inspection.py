@@ -24,7 +24,7 @@ from converter.graph_inspect import (
 )
 from converter.op_support import check_readiness
 from converter.protos import GraphDef, MetaGraphDef, dtype_name, parse_saved_model
-from converter.summary import LayerInfo, ModelSummary, Shape, SignatureInfo, TensorSpec
+from converter.summary import LayerInfo, ModelSummary, NodeInfo, Shape, SignatureInfo, TensorSpec
 
 KERAS_CONFIG_MAX_BYTES = 64 * 1024 * 1024
 
@@ -47,6 +47,8 @@ def inspect_source(source: ModelSource) -> ModelSummary:
         return _inspect_graph(source)
     if source.format is ModelFormat.SAVED_MODEL:
         return _inspect_saved_model(source)
+    if source.format is ModelFormat.TFJS_GRAPH:
+        return _inspect_tfjs(source)
     return _inspect_keras(source)
 
 
@@ -123,6 +125,81 @@ def _inspect_saved_model(source: ModelSource) -> ModelSummary:
         signatures=signatures,
         warnings=tuple(warnings),
         details={"signature": serving.key, "tags": ",".join(meta_graph.meta_info_def.tags)},
+    )
+
+
+# TF.js-only ops and the standard op each becomes when the graph is rebuilt for TensorFlow.
+TFJS_OP_STANDARD = {
+    "_FusedConv2D": "Conv2D",
+    "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
+    "_FusedMatMul": "MatMul",
+    "Prelu": "Relu",
+}
+
+
+def _json_shape(attr: dict[str, Any]) -> Shape:
+    shape = attr.get("shape")
+    if not isinstance(shape, dict) or shape.get("unknownRank"):
+        return None
+    return tuple(None if int(d.get("size", -1)) < 0 else int(d["size"]) for d in shape.get("dim", []))
+
+
+def _json_dtype(attrs: dict[str, Any]) -> str | None:
+    """From a node's attrs ({"dtype": {"type": "DT_FLOAT"}}) or a signature entry ({"dtype": "DT_FLOAT"})."""
+    for key in ("dtype", "T"):
+        value = attrs.get(key)
+        if isinstance(value, dict):
+            value = value.get("type")
+        if isinstance(value, str):
+            return _DTYPE_FROM_ENUM.get(value, value.removeprefix("DT_").lower())
+    return None
+
+
+_DTYPE_FROM_ENUM = {"DT_FLOAT": "float32", "DT_HALF": "float16", "DT_DOUBLE": "float64"}
+
+
+def _inspect_tfjs(source: ModelSource) -> ModelSummary:
+    """A TF.js graph model, from model.json alone: its nodes, and its signature where it has one."""
+    model = json.loads((source.path / fmt.TFJS_MODEL_JSON).read_text(encoding="utf-8"))
+    nodes = [
+        NodeInfo(
+            str(n.get("name", "")),
+            str(n.get("op", "")),
+            tuple(str(i) for i in n.get("input", [])),
+            _json_dtype(n.get("attr", {})),
+            _json_shape(n.get("attr", {}).get("shape", {})),
+        )
+        for n in model["modelTopology"]["node"]
+    ]
+    inputs = suggest_inputs(nodes)
+    signature = model.get("signature") or {}
+    outputs = [
+        TensorSpec(source_node(str(info.get("name", key))), key=None, dtype=_json_dtype(info) or "unknown")
+        for key, info in (signature.get("outputs") or {}).items()
+    ] or suggest_outputs(nodes)
+    signature_shapes = {
+        source_node(str(info.get("name", key))): _json_shape({"shape": info.get("tensorShape", {})})
+        for key, info in (signature.get("inputs") or {}).items()
+    }
+    inputs = [
+        TensorSpec(spec.name, spec.dtype, spec.shape or signature_shapes.get(spec.name), spec.optional, op=spec.op)
+        for spec in inputs
+    ]
+    histogram = op_histogram(nodes)
+    standard = Counter[str]()
+    for op, count in histogram.items():
+        standard[TFJS_OP_STANDARD.get(op, op)] += count
+    return ModelSummary(
+        path=str(source.original),
+        format=source.format,
+        file_size=source.file_size,
+        node_count=len(nodes),
+        op_histogram=histogram,
+        suggested_inputs=tuple(inputs),
+        suggested_outputs=tuple(outputs),
+        readiness=check_readiness(standard),
+        nodes=tuple(nodes),
+        details={"generated_by": str(model.get("generatedBy", "")), "converted_by": str(model.get("convertedBy", ""))},
     )
 
 

@@ -216,3 +216,18 @@ def test_tfjs_check_catches_a_missing_shard(multihead_graph, tmp_path: Path, tf:
     assert "manifest declares" in check_tfjs_files(broken)[0]
     shard.unlink()
     assert check_tfjs_files(broken) == [f"weight shard {shard.name} is missing"]
+
+
+def test_tfjs_graph_model_to_tflite_verified_against_tfjs(tmp_path: Path, tf: Any) -> None:
+    """A real TF.js model (fused convolutions, Prelu, float16 weights) to TFLite, checked against TF.js itself."""
+    facemesh = Path(__file__).resolve().parents[1] / "data" / "tfjs_facemesh"
+    result = _convert(facemesh / "model.json", tmp_path, targets=(Target.TFLITE,))
+    assert result.format.value == "tfjs-graph"
+    tflite = result.artifact(Target.TFLITE)
+    assert Path(tflite.path).name == "tfjs_facemesh.tflite"
+    (check,) = result.validation
+    assert check.status == "passed", check.message
+    assert {o.name for o in check.outputs} == {"Identity", "Identity_1", "Identity_2"}
+    assert all(o.max_rel_error < 1e-4 for o in check.outputs)
+    got = run_tflite(Path(tflite.path), {"input_1": random_input((1, 192, 192, 3))})
+    assert got["Identity_2"].shape == (1, 1404)

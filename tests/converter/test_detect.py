@@ -92,14 +92,23 @@ def test_lone_saved_model_pb_refused(saved_model, tmp_path: Path) -> None:
     assert "variables/" in _refusal(_zip_folder(folder, tmp_path / "sm.zip"), tmp_path)
 
 
-def test_tfjs_model_json_is_planned(tmp_path: Path) -> None:
-    model_json = tmp_path / "model.json"
-    model_json.write_text('{"format": "graph-model", "modelTopology": {"node": []}, "weightsManifest": []}')
-    assert "planned" in _refusal(model_json, tmp_path)
-    folder = tmp_path / "tfjs"
-    folder.mkdir()
-    shutil.copy(model_json, folder / "model.json")
-    assert "planned" in _refusal(_zip_folder(folder, tmp_path / "tfjs.zip"), tmp_path)
+def test_tfjs_graph_models_are_detected_and_a_missing_shard_is_named(tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parents[1] / "data" / "tfjs_emotion"
+    assert detect_model(source / "model.json", tmp_path / "w1").format is ModelFormat.TFJS_GRAPH
+    summary = inspect(_zip_folder(source, tmp_path / "emotion.zip", prefix="emotion/"))
+    assert summary.format is ModelFormat.TFJS_GRAPH
+    assert [(s.name, s.shape) for s in summary.suggested_inputs] == [("input_1", (None, 64, 64, 1))]
+    assert summary.readiness is not None and summary.readiness.tflite_builtin_ok  # fused ops count as their parts
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(source / "model.json", lone / "model.json")
+    message = _refusal(_zip_folder(lone, tmp_path / "no_shards.zip"), tmp_path)
+    assert message.startswith("the TF.js weight shard emotion.bin named in model.json is missing")
+    layers = tmp_path / "layers.json"
+    layers.write_text(
+        '{"format": "layers-model", "modelTopology": {"class_name": "Sequential"}, "weightsManifest": []}'
+    )
+    assert "layers model" in _refusal(layers, tmp_path)
 
 
 def test_tflite_onnx_empty_truncated_random_refused(tf1_graph, tmp_path: Path) -> None:
