@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,7 +18,7 @@ from bot.texts import Texts
 from bot.uploads import new_draft, record_user, user_texts
 from bot.views import nodes_page
 from converter.errors import ConvbotError
-from converter.units import format_size
+from converter.units import format_size, tree_size
 from db.models import Job, JobStatus, UploadedModel, User, utcnow
 
 
@@ -228,31 +227,33 @@ def _active_job(bot_services: BotServices, user_id: int) -> int | None:
         )
 
 
-def _is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def _admin_request(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[Message, Texts, BotServices] | None:
+    """The message, texts and services of an admin's command; anyone else is told it is for admins."""
+    message = update.effective_message
+    if message is None:
+        return None
+    texts, bot_services = user_texts(update), services(context)
     user = update.effective_user
-    return user is not None and user.id in services(context).settings.admin_ids
+    if user is None or user.id not in bot_services.settings.admin_ids:
+        await message.reply_text(texts.not_admin)
+        return None
+    return message, texts, bot_services
 
 
 async def show_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Admins: users, jobs by status, disk used."""
-    message = update.effective_message
-    if message is None:
+    if (admin := await _admin_request(update, context)) is None:
         return
-    texts, bot_services = user_texts(update), services(context)
-    if not _is_admin(update, context):
-        await message.reply_text(texts.not_admin)
-        return
+    message, texts, bot_services = admin
     users, by_status = await asyncio.to_thread(_counts, bot_services)
     disk = shutil.disk_usage(bot_services.settings.data_dir)
-    used = await asyncio.to_thread(_bytes_under, bot_services.settings.data_dir)
+    used = await asyncio.to_thread(tree_size, bot_services.settings.data_dir)
     jobs = ", ".join(f"{status} {count}" for status, count in sorted(by_status.items())) or "0"
     await message.reply_text(
         texts.stats.format(users=users, jobs=jobs, disk=f"{format_size(used)} (free {format_size(disk.free)})")
     )
-
-
-def _bytes_under(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _counts(bot_services: BotServices) -> tuple[int, dict[str, int]]:
@@ -264,13 +265,9 @@ def _counts(bot_services: BotServices) -> tuple[int, dict[str, int]]:
 
 async def run_cleanup_now(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Admins: run the cleanup now and report what it removed."""
-    message = update.effective_message
-    if message is None:
+    if (admin := await _admin_request(update, context)) is None:
         return
-    texts, bot_services = user_texts(update), services(context)
-    if not _is_admin(update, context):
-        await message.reply_text(texts.not_admin)
-        return
+    message, texts, bot_services = admin
 
     def work() -> str:
         from jobs.cleanup import run_cleanup

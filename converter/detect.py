@@ -21,6 +21,7 @@ from converter.protos import (
     parse_saved_model,
     top_level_fields,
 )
+from converter.units import tree_size
 
 HEAD_BYTES = 4096
 # Ops that only appear in a graph that still reads its weights from a variables/ folder.
@@ -46,7 +47,7 @@ def detect_model(path: Path, work_dir: Path, limits: ArchiveLimits = ArchiveLimi
     if not path.exists():
         raise UnsupportedModelError(f"no such file or folder: {path}")
     if path.is_dir():
-        return _detect_directory(path, path, _tree_size(path))
+        return _detect_directory(path, path, tree_size(path))
     size = path.stat().st_size
     if size == 0:
         raise UnsupportedModelError("the file is empty")
@@ -71,10 +72,6 @@ def detect_model(path: Path, work_dir: Path, limits: ArchiveLimits = ArchiveLimi
     if text is not None:
         return _detect_text(path, text, size)
     return _detect_protobuf(path, size)
-
-
-def _tree_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _detect_directory(folder: Path, original: Path, size: int) -> ModelSource:
@@ -208,7 +205,7 @@ def _detect_text(path: Path, text: str, size: int) -> ModelSource:
             data = None
         if isinstance(data, dict) and ("modelTopology" in data or "weightsManifest" in data):
             _check_tfjs_folder(path)  # a model.json given by path (CLI), its shards beside it
-            return ModelSource(ModelFormat.TFJS_GRAPH, path.parent, path, _tree_size(path.parent))
+            return ModelSource(ModelFormat.TFJS_GRAPH, path.parent, path, tree_size(path.parent))
         raise UnsupportedModelError("this is a JSON file, not a model")
     if stripped.startswith(("node {", "node{")):
         return ModelSource(ModelFormat.FROZEN_GRAPH_TEXT, path, path, size)

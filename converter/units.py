@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def format_size(size: float) -> str:
     """'512 B', '48.8 KB', '12.4 MB', '2.0 GB'."""
@@ -13,3 +15,8 @@ def format_size(size: float) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+def tree_size(folder: Path) -> int:
+    """Bytes in the regular files under `folder`; links are not followed."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
