@@ -33,7 +33,7 @@ class Menu:
     """One keyboard on screen: what it shows and for whom."""
 
     chat_id: int
-    kind: str  # summary | inputs | outputs | targets | quant | nodes | job
+    kind: str  # summary | picker | nodes
     data: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.monotonic)
 

@@ -14,27 +14,17 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from converter import formats as fmt
 from converter.error_messages import explain_failure
 from converter.errors import ConversionError
 from converter.formats import ModelFormat, Quantization, Target
+from converter.tfjs_input import stored_dtype  # the same table the TF.js reader decodes with
 
 # tensorflow_decision_forests (pulled in by tensorflowjs) imports IPython for a welcome banner
 # whenever stdout is redirected (as under pytest or redirect_stdout), and IPython is not installed.
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
-
-QUANTIZED_BYTES = {"uint8": 1, "uint16": 2, "float16": 2}
-DTYPE_BYTES = {
-    "float32": 4,
-    "int32": 4,
-    "bool": 1,
-    "float16": 2,
-    "uint8": 1,
-    "int8": 1,
-    "uint16": 2,
-    "int64": 8,
-    "complex64": 8,
-}
 
 
 def _quantization_map(quantization: Quantization) -> dict[str, str] | None:
@@ -127,7 +117,5 @@ def check_tfjs_files(model_dir: Path) -> list[str]:
 
 def _weight_bytes(weight: dict[str, Any]) -> int:
     count = math.prod(int(d) for d in weight.get("shape", []))
-    quantization = weight.get("quantization")
-    if quantization:
-        return count * QUANTIZED_BYTES.get(quantization.get("dtype", ""), 4)
-    return count * DTYPE_BYTES.get(weight.get("dtype", "float32"), 4)
+    stored = stored_dtype(weight)
+    return count * (np.dtype(stored).itemsize if stored else 4)

@@ -89,6 +89,16 @@ def _read_strings(buffer: bytes, offset: int, count: int, name: str) -> tuple[ND
     return np.array(values, dtype=object), offset
 
 
+def stored_dtype(entry: Mapping[str, Any]) -> str | None:
+    """The numpy dtype of a manifest weight's bytes in its shard (quantized or plain); None for
+    strings, which carry their own lengths, and for dtypes TF.js does not write."""
+    quantization = entry.get("quantization")
+    if quantization:
+        return _QUANTIZED_DTYPES.get(str(quantization.get("dtype")))
+    plain = _PLAIN_DTYPES.get(str(entry.get("dtype", "float32")))
+    return plain[0] if plain else None
+
+
 def _decode_weight(buffer: bytes, offset: int, entry: Mapping[str, Any]) -> tuple[NDArray[Any], int]:
     name = str(entry.get("name", "?"))
     dtype = str(entry.get("dtype", "float32"))
