@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from telegram.ext import Application, ContextTypes
 from bot.services import BotServices
 from bot.texts import Texts, texts_for
 from bot.views import cancel_keyboard, report_text, validation_line
+from converter.archive import zip_folder
 from converter.units import format_size
 from db.models import Artifact, Job
 from jobs.service import JobEvent
@@ -144,7 +144,7 @@ async def send_results(
         upload_name = source.name if source.is_file() else f"{source.name}.zip"
         if source.is_dir():
             zip_path = bot_services.settings.tmp_dir / f"send-{artifact_id}" / upload_name
-            await asyncio.to_thread(_zip_folder, source, zip_path)
+            await asyncio.to_thread(zip_folder, source, zip_path)
             document: Any = zip_path
         else:
             document = source
@@ -158,14 +158,6 @@ async def send_results(
     if not resend:
         report = report_text(texts, job_id, result)[:4000]
         await with_network_retries(lambda: bot.send_message(chat_id, report))
-
-
-def _zip_folder(folder: Path, zip_path: Path) -> None:
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                archive.write(file, file.relative_to(folder))
 
 
 def _job_files(

@@ -255,3 +255,13 @@ def _special_error(name: str) -> UnsafeArchiveError:
 
 def _unsupported_method() -> UnsupportedModelError:
     return UnsupportedModelError("the archive uses an unsupported compression method; re-pack it as a standard zip")
+
+
+def zip_folder(folder: Path, zip_path: Path, root: str = "") -> Path:
+    """Zip every file under `folder` (links skipped), under the top-level folder `root` if given."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and not file.is_symlink():
+                archive.write(file, str(Path(root) / file.relative_to(folder)) if root else file.relative_to(folder))
+    return zip_path

@@ -27,7 +27,13 @@ from converter.prune import prune_graph, resolve_names
 from converter.result import NOT_RUN, Artifact, ArtifactCheck, ConversionResult
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
-from converter.verify import TOLERANCES, make_inputs, reference_runner, verify_artifacts
+from converter.verify import (
+    CROSS_RUNTIME_TOLERANCE,
+    TOLERANCES,
+    make_inputs,
+    reference_runner,
+    verify_artifacts,
+)
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,11 @@ def convert_in_process(
     warnings = list(options.warnings) + list(plan.warnings)
     if Target.TFJS_LAYERS in options.targets:
         _check_layers_model_possible(summary)
+    if Target.FROZEN_GRAPH in options.targets and not source.format.is_graph:
+        raise BadOptionsError(
+            "a frozen graph (pb) is made from frozen graphs, TF.js graph models and TF1 checkpoints; "
+            "for a SavedModel or Keras model choose savedmodel"
+        )
 
     with stages.stage("load_tensorflow"):  # most of a cold conversion; nothing in a warm worker
         versions = tool_versions()
@@ -246,6 +257,7 @@ def _convert_graph(
     stages: StageClock,
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
+    from converter.tensorflow_export import saved_model_from_graph, write_frozen_graph
     from converter.tfjs_export import tfjs_from_frozen_graph
     from converter.tflite_export import tflite_from_frozen_graph
 
@@ -269,14 +281,24 @@ def _convert_graph(
         logs.append(outcome.log)
         needs_flex = outcome.needs_flex_delegate
         artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+    if not any(target in options.targets for target in (Target.TFJS, Target.FROZEN_GRAPH, Target.SAVED_MODEL)):
+        return artifacts, needs_flex
+    # TF.js and TensorFlow keep unknown dimensions (a dynamic batch is useful); only given shapes apply.
+    dynamic = prune_graph(graph, inputs, outputs, plan.given_shapes)
     if Target.TFJS in options.targets:
         with stages.stage("convert_tfjs"):
-            # TF.js keeps unknown dimensions (a dynamic batch is useful in a browser); only given shapes apply.
-            pruned_path = work_dir / "pruned_tfjs.pb"
-            pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.given_shapes).SerializeToString())
+            pruned_path = write_frozen_graph(dynamic, work_dir / "pruned_tfjs.pb")
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
             logs.append(tfjs_from_frozen_graph(pruned_path, outputs, options.tfjs_quantization, tfjs_dir))
         artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+    if Target.FROZEN_GRAPH in options.targets:
+        with stages.stage("write_pb"):
+            pb_path = write_frozen_graph(dynamic, out_dir / f"{stem}.pb")
+        artifacts.append(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
+    if Target.SAVED_MODEL in options.targets:
+        with stages.stage("write_saved_model"):
+            zip_path = saved_model_from_graph(dynamic, inputs, outputs, work_dir, out_dir / f"{stem}_saved_model.zip")
+        artifacts.append(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
     return artifacts, needs_flex
 
 
@@ -292,6 +314,7 @@ def _convert_via_saved_model(
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
     from converter.serving_export import export_keras, export_saved_model_subset
+    from converter.tensorflow_export import save_zipped_saved_model
     from converter.tfjs_export import tfjs_from_saved_model, tfjs_layers_from_keras
     from converter.tflite_export import tflite_from_saved_model
 
@@ -301,7 +324,7 @@ def _convert_via_saved_model(
     needs_export = (
         source.format.is_keras or bool(plan.given_shapes) or (len(output_keys) != len(summary.suggested_outputs))
     )
-    wants_graph_targets = Target.TFLITE in options.targets or Target.TFJS in options.targets
+    wants_graph_targets = any(t in options.targets for t in (Target.TFLITE, Target.TFJS, Target.SAVED_MODEL))
     if needs_export and wants_graph_targets:
         with stages.stage("load"):
             export_dir = _fresh_dir(work_dir / "serving")
@@ -323,6 +346,10 @@ def _convert_via_saved_model(
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
             logs.append(tfjs_from_saved_model(serving_dir, options.tfjs_quantization, tfjs_dir))
         artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+    if Target.SAVED_MODEL in options.targets:
+        with stages.stage("write_saved_model"):
+            zip_path = save_zipped_saved_model(serving_dir, out_dir / f"{stem}_saved_model.zip")
+        artifacts.append(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
     if Target.TFJS_LAYERS in options.targets:
         with stages.stage("convert_tfjs_layers"):
             layers_dir = _fresh_dir(out_dir / f"{stem}_tfjs_layers")
@@ -361,10 +388,11 @@ def _verify(
     output_keys = [_key(spec) for spec in plan.outputs]
     shapes = {}
     for spec in plan.inputs:
-        dims = list(plan.tflite_shapes.get(_key(spec), ()))
+        known = plan.tflite_shapes.get(_key(spec))
+        dims = list(known or ())
         if dims and dims[0] < 0:
             dims[0] = 1
-        if not dims or any(d < 0 for d in dims):
+        if known is None or any(d < 0 for d in dims):  # () is a scalar: known
             return _not_verified(artifacts, f"input {_key(spec)} has unknown dimensions; give --shape to verify")
         shapes[_key(spec)] = tuple(dims)
     input_sets = make_inputs(plan.inputs, shapes)
@@ -373,8 +401,8 @@ def _verify(
     signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
     if tfjs_dir is not None:
         reference = _tfjs_reference(tfjs_dir, output_keys)
-    else:
-        reference = reference_runner(source.format, source.path, output_keys, signature)
+        return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE)
+    reference = reference_runner(source.format, source.path, output_keys, signature)
     return verify_artifacts(artifacts, output_keys, input_sets, reference)
 
 

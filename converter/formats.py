@@ -30,6 +30,13 @@ class Target(StrEnum):
     TFLITE = "tflite"
     TFJS = "tfjs"  # TF.js graph model
     TFJS_LAYERS = "tfjs-layers"  # TF.js layers model, Keras sources only
+    FROZEN_GRAPH = "pb"  # a frozen GraphDef, from graph sources (frozen graphs, TF.js graph models, checkpoints)
+    SAVED_MODEL = "savedmodel"  # a SavedModel folder, sent zipped
+
+    @property
+    def is_tensorflow(self) -> bool:
+        """A plain TensorFlow model, run by TensorFlow itself."""
+        return self in (Target.FROZEN_GRAPH, Target.SAVED_MODEL)
 
 
 class Quantization(StrEnum):

@@ -10,6 +10,7 @@ from converter.errors import BadOptionsError
 from converter.formats import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, Quantization, Target
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
+SCALAR_WORDS = ("scalar", "()", "[]")  # how a shape of rank 0 is written
 
 
 @dataclass(frozen=True)
@@ -52,21 +53,30 @@ def parse_targets(text: str) -> tuple[Target, ...]:
         try:
             targets.append(Target(part.strip().lower()))
         except ValueError:
-            raise BadOptionsError(f"unknown target '{part.strip()}'; use tflite, tfjs, tfjs-layers or all") from None
+            raise BadOptionsError(
+                f"unknown target '{part.strip()}'; use tflite, tfjs, tfjs-layers, pb, savedmodel or all"
+            ) from None
     return tuple(dict.fromkeys(targets))
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """'name:1,224,224,3' -> ('name', (1, 224, 224, 3)). The name may itself hold ':' (as in 'x:0')."""
+    """'name:1,224,224,3' -> ('name', (1, 224, 224, 3)); 'ratio:scalar' -> ('ratio', ()).
+
+    The name may itself hold ':' (as in 'x:0').
+    """
     name, sep, dims = text.strip().rpartition(":")
     if not sep or not name:
         raise BadOptionsError(f"a shape is written name:dims, like image:1,224,224,3 (got '{text}')")
+    if dims.strip().lower() in SCALAR_WORDS:
+        return name.strip(), ()
     try:
         values = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
     except ValueError:
         raise BadOptionsError(f"the dimensions in '{text}' must be whole numbers, like 1,224,224,3") from None
     if not values or any(v <= 0 for v in values):
-        raise BadOptionsError(f"the dimensions in '{text}' must be positive, like 1,224,224,3")
+        raise BadOptionsError(
+            f"the dimensions in '{text}' must be positive, like 1,224,224,3 (a scalar: {name.strip()}:scalar)"
+        )
     return name.strip(), values
 
 
@@ -110,12 +120,14 @@ def _quantization(text: str) -> Quantization:
 
 def quantization_variants(options: ConversionOptions) -> list[tuple[str, ConversionOptions]]:
     """The variants `--compare-quant` converts, named, for the targets `options` asks for."""
-    tfjs_targets = tuple(t for t in options.targets if t is not Target.TFLITE)
+    tfjs_targets = tuple(t for t in options.targets if t in (Target.TFJS, Target.TFJS_LAYERS))
     none, f16 = Quantization.NONE, Quantization.FLOAT16
-    variants = [
-        ("float32", replace(options, tflite_quantization=none, tfjs_quantization=none)),
-        ("float16", replace(options, tflite_quantization=f16, tfjs_quantization=f16)),
-    ]
+    quantizable = tuple(t for t in options.targets if not t.is_tensorflow)  # pb and savedmodel stay float32
+    variants = [("float32", replace(options, tflite_quantization=none, tfjs_quantization=none))]
+    if quantizable:
+        variants.append(
+            ("float16", replace(options, targets=quantizable, tflite_quantization=f16, tfjs_quantization=f16))
+        )
     if Target.TFLITE in options.targets:
         variants.append(
             ("dynamic", replace(options, targets=(Target.TFLITE,), tflite_quantization=Quantization.DYNAMIC))

@@ -136,6 +136,7 @@ def _make_placeholder(node: object, shape: Sequence[int | None] | None) -> None:
     attrs.clear()
     attrs["dtype"].type = dtype
     target = attrs["shape"].shape
+    target.SetInParent()  # a scalar adds no dimension: the empty shape must still be set
     if shape is not None:
         for size in shape:
             target.dim.add().size = -1 if size is None else int(size)

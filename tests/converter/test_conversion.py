@@ -128,6 +128,23 @@ def test_saved_model_keeps_its_signature_keys(saved_model, tmp_path: Path, tf: A
     assert list(manifest["signature"]["outputs"]) == ["output_0"]
 
 
+def test_keras_model_to_a_zipped_saved_model_but_not_a_frozen_graph(keras_v3, tmp_path: Path, tf: Any) -> None:
+    import keras
+
+    result = _convert(keras_v3.path, tmp_path, targets=(Target.SAVED_MODEL,))
+    (check,) = result.validation
+    assert check.status == "passed", check.message
+    with zipfile.ZipFile(result.artifact(Target.SAVED_MODEL).path) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    (folder,) = (tmp_path / "unzipped").iterdir()
+    image = random_input((3, 8, 8, 3))
+    got = tf.saved_model.load(str(folder)).signatures["serving_default"](image=tf.constant(image))["probs"]
+    expected = np.asarray(keras.saving.load_model(keras_v3.path, compile=False)(image, training=False))
+    np.testing.assert_allclose(got.numpy(), expected, **TIGHT)
+    with pytest.raises(BadOptionsError, match="choose savedmodel"):
+        _convert(keras_v3.path, tmp_path / "pb", targets=(Target.FROZEN_GRAPH,))
+
+
 @pytest.mark.parametrize("fixture", ["keras_h5", "keras_v3"])
 def test_keras_models_convert_with_layer_names(
     fixture: str, request: pytest.FixtureRequest, tmp_path: Path, tf: Any

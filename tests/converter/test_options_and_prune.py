@@ -22,7 +22,13 @@ def test_shapes_targets_and_quantization_parse() -> None:
     assert parse_shape("input:0:1,224,224,3") == ("input:0", (1, 224, 224, 3))
     with pytest.raises(BadOptionsError, match="positive"):
         parse_shape("image:1,-1,3")
+    assert parse_shape("downsample_ratio:scalar") == ("downsample_ratio", ())
+    with pytest.raises(BadOptionsError, match="ratio:scalar"):
+        parse_shape("ratio:0")
     assert [t.value for t in parse_targets("all")] == ["tflite", "tfjs"]
+    assert [t.value for t in parse_targets("PB, savedmodel")] == ["pb", "savedmodel"]
+    with pytest.raises(BadOptionsError, match="pb, savedmodel"):
+        parse_targets("onnx")
     assert split_quantization("dynamic")[:2] == (Quantization.DYNAMIC, Quantization.UINT8)
     tflite, tfjs, warnings = split_quantization("uint16")
     assert (tflite, tfjs) == (Quantization.NONE, Quantization.UINT16) and "16-bit" in warnings[0]
@@ -57,6 +63,13 @@ def test_prune_keeps_what_outputs_need_and_freezes_defaults() -> None:
     assert nodes["keep_prob"].op == "Identity" and list(nodes["keep_prob"].input) == ["keep_prob/default"]
     assert "^check" not in nodes["features"].input  # the Assert is cut, not carried into TF.js
     assert [d.size for d in nodes["x"].attr["shape"].shape.dim] == [1, 4]
+
+
+def test_a_scalar_input_is_a_placeholder_of_rank_zero() -> None:
+    pruned = prune_graph(_graph(), ["x", "keep_prob"], ["probs"], {"x": (1, 4), "keep_prob": ()})
+    keep_prob = next(node for node in pruned.node if node.name == "keep_prob")
+    assert keep_prob.op == "Placeholder" and keep_prob.attr["shape"].HasField("shape")
+    assert not keep_prob.attr["shape"].shape.unknown_rank and len(keep_prob.attr["shape"].shape.dim) == 0
 
 
 def test_prune_from_an_intermediate_node() -> None:
