@@ -16,11 +16,21 @@ from bot.texts import Texts
 from bot.uploads import record_user, user_texts
 from bot.views import choice_keyboard, nodes_page, picker_candidates, picker_view, summary_keyboard
 from converter.errors import BadOptionsError
+from converter.formats import ModelFormat
 from converter.options import parse_shape
 from db.models import UploadedModel
 
-TARGETS = ("all", "tflite", "tfjs")
+TARGETS = ("all", "tflite", "tfjs", "pb", "savedmodel")
+GRAPH_ONLY_TARGETS = ("pb",)  # a frozen graph is only made from graph-like sources
 QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16")
+
+
+def targets_for(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The target buttons that make sense for the model: no frozen graph from SavedModels or Keras files."""
+    model_format = ModelFormat(summary["format"])
+    if model_format.is_keras or model_format is ModelFormat.SAVED_MODEL:
+        return tuple(t for t in TARGETS if t not in GRAPH_ONLY_TARGETS)
+    return TARGETS
 
 
 def _summary_of(update: Update, context: ContextTypes.DEFAULT_TYPE, model_id: int) -> tuple[str, dict[str, Any]]:
@@ -87,10 +97,11 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         summary_key = bot_services.state.open_menu(chat_id, "summary", model_id=draft.model_id)
         await query.edit_message_reply_markup(summary_keyboard(texts, summary_key, draft))
     elif action == "targets":
-        await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", TARGETS, draft.targets))
+        choices = targets_for(summary)
+        await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", choices, draft.targets))
     elif action == "quant":
         await query.edit_message_reply_markup(choice_keyboard(texts, key, "setquant", QUANTIZATIONS, draft.quant))
-    elif action == "settarget" and argument in TARGETS:
+    elif action == "settarget" and argument in targets_for(summary):
         draft.targets = argument
         await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))
     elif action == "setquant" and argument in QUANTIZATIONS:

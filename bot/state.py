@@ -20,7 +20,7 @@ class Draft:
     model_id: int
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
-    targets: str = "all"  # tflite | tfjs | all
+    targets: str = "all"  # tflite | tfjs | pb | savedmodel | all
     quant: str = "none"
     shapes: dict[str, list[int]] = field(default_factory=dict)
     awaiting_shape: str | None = None  # the input whose dimensions the user is asked for

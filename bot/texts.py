@@ -68,12 +68,14 @@ class Texts:
 
 EN = Texts(
     help=(
-        "Send me a TensorFlow model as a file: a frozen graph (.pb/.pbtxt), a SavedModel (.zip or .tar.gz) "
-        "or a Keras model (.h5/.keras). I list what is inside, suggest the input and output nodes, convert it "
-        "to TensorFlow Lite and TensorFlow.js, check the results against the original and send the files back.\n\n"
+        "Send me a TensorFlow model as a file: a frozen graph (.pb/.pbtxt), a SavedModel (.zip or .tar.gz), "
+        "a Keras model (.h5/.keras), a TF.js graph model (model.json and its .bin files in one .zip) or a TF1 "
+        "checkpoint (.meta, .index and .data files in one .zip). I list what is inside, suggest the input and "
+        "output nodes, convert it to TensorFlow Lite and TensorFlow.js (or back to a frozen graph or SavedModel), "
+        "check the results against the original and send the files back.\n\n"
         "Commands:\n"
         "/nodes [text] – list the current model's nodes, filtered by name or op\n"
-        "/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
+        "/convert [tflite|tfjs|pb|savedmodel|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
         "[quant=none|float16|dynamic|uint8|uint16]\n"
         "/jobs – your recent jobs; /job N – one job, with its files\n"
         "/cancel – cancel the running job or the current dialogue\n\n"
@@ -111,7 +113,7 @@ EN = Texts(
     choose_targets="Choose what to make:",
     choose_quant="Choose the weight quantization:",
     menu_expired="This menu has expired; send /convert or the model again.",
-    ask_shape="Input {name} has unknown dimensions {shape}. Reply with the full shape, like 1,224,224,3.",
+    ask_shape="Input {name} has unknown dimensions {shape}. Reply with the full shape, like 1,224,224,3 (or scalar).",
     bad_shape="That is not a shape. Reply with whole numbers separated by commas, like 1,224,224,3.",
     nodes_title="Nodes of {name}{filter} ({count}), page {page}/{pages}:",
     nodes_none="No node matches “{text}”.",
@@ -147,12 +149,14 @@ EN = Texts(
 
 ZH = Texts(
     help=(
-        "把 TensorFlow 模型作为文件发给我：冻结图（.pb/.pbtxt）、SavedModel（.zip 或 .tar.gz）或 Keras 模型"
-        "（.h5/.keras）。我会列出其中内容，建议输入和输出节点，转换为 TensorFlow Lite 和 TensorFlow.js，"
+        "把 TensorFlow 模型作为文件发给我：冻结图（.pb/.pbtxt）、SavedModel（.zip 或 .tar.gz）、Keras 模型"
+        "（.h5/.keras）、TF.js 图模型（model.json 和 .bin 文件打包成一个 .zip）或 TF1 检查点（.meta、.index、.data "
+        "文件打包成一个 .zip）。我会列出其中内容，建议输入和输出节点，转换为 TensorFlow Lite 和 TensorFlow.js"
+        "（或冻结图、SavedModel），"
         "用原模型核对结果，再把文件发回给你。\n\n"
         "命令：\n"
         "/nodes [文字] – 列出当前模型的节点，可按名称或算子筛选\n"
-        "/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
+        "/convert [tflite|tfjs|pb|savedmodel|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
         "[quant=none|float16|dynamic|uint8|uint16]\n"
         "/jobs – 最近的任务；/job N – 查看一个任务及其文件\n"
         "/cancel – 取消正在运行的任务或当前对话\n\n"
@@ -190,7 +194,7 @@ ZH = Texts(
     choose_targets="选择要生成的格式：",
     choose_quant="选择权重量化方式：",
     menu_expired="该菜单已过期；请重新发送 /convert 或模型。",
-    ask_shape="输入 {name} 的维度 {shape} 未知。请回复完整形状，例如 1,224,224,3。",
+    ask_shape="输入 {name} 的维度 {shape} 未知。请回复完整形状，例如 1,224,224,3（标量请回复 scalar）。",
     bad_shape="这不是有效的形状。请回复以逗号分隔的整数，例如 1,224,224,3。",
     nodes_title="{name} 的节点{filter}（共 {count} 个），第 {page}/{pages} 页：",
     nodes_none="没有节点匹配“{text}”。",

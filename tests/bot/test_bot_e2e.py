@@ -26,7 +26,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApiThre
         fake.api.root_url,
         root / "data",
         root / "bot.log",
-        allowed_users="1,2,3,4,5,6,7",
+        allowed_users="1,2,3,4,5,6,7,8,9",
         admins="1",
         daily_jobs="6",
         test_hook="hang@slow_",
@@ -263,6 +263,40 @@ def test_unknown_dimensions_are_asked_for(chat: Any, multihead_graph: Any, tmp_p
     fake.do(fake.api.user_sends_text, gus, "1,33,33,3")
     document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 7, since=since, timeout=FIRST_JOB)
     assert document.document is not None and document.document.file_name == "dynamic.tflite"
+
+
+def test_zipped_tfjs_graph_model_to_tflite_pb_and_saved_model(chat: Any, tmp_path: Path, tf: Any) -> None:
+    """A real TF.js model (MIT, tests/data/tfjs_emotion) sent as one zip; the .tflite computes what TF.js does."""
+    from converter.tfjs_runtime import run_tfjs_model
+
+    fake, _ = chat
+    hana = user(8)
+    model_dir = Path(__file__).resolve().parents[1] / "data" / "tfjs_emotion"
+    upload = tmp_path / "emotion_web.zip"
+    with zipfile.ZipFile(upload, "w") as archive:
+        for file in model_dir.iterdir():
+            archive.write(file, f"web_model/{file.name}")
+    since = send_model(fake, hana, upload, "emotion_web.zip")
+    summary = fake.wait_for_text(8, "Suggested outputs", since=since)
+    assert "tfjs-graph" in summary.text and "• input_1 float32 [?,64,64,1]" in summary.text
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, hana, "/nodes Identity")
+    listing = fake.wait_for_text(8, "Nodes of emotion_web.zip", since=since)
+    assert "Identity" in listing.text
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, hana, "/convert tflite,pb,savedmodel")
+    fake.wait_for_text(8, "report", since=since, timeout=FIRST_JOB)
+    documents = {d.file_name: d for d in fake.do(fake.api.documents_sent, 8)}
+    assert set(documents) == {"emotion_web.tflite", "emotion_web.pb", "emotion_web_saved_model.zip"}
+    assert all("passed" in document.caption for document in documents.values())
+    tflite = tmp_path / "emotion_web.tflite"
+    tflite.write_bytes(documents["emotion_web.tflite"].data)
+    face = random_input((1, 64, 64, 1), seed=8)
+    got = run_tflite(tflite, {"input_1": face})["Identity"]
+    expected = run_tfjs_model(model_dir, {"input_1": face}, ["Identity"]).outputs["Identity"]
+    assert got.shape == (1, 7) and abs(got - expected).max() < 1e-5
 
 
 def test_daily_quota(chat: Any) -> None:
