@@ -23,10 +23,12 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON for scripts")
     inspect.add_argument("--all-nodes", action="store_true", help="list every node, not the first 40")
 
-    convert = commands.add_parser("convert", help="convert a model to TFLite and/or TF.js")
+    convert = commands.add_parser("convert", help="convert a model to TFLite, TF.js, a frozen graph or a SavedModel")
     convert.add_argument("model", type=Path)
     convert.add_argument(
-        "--to", default="tflite,tfjs", help="tflite, tfjs, tfjs-layers (Keras), comma-separated, or all"
+        "--to",
+        default="tflite,tfjs",
+        help="tflite, tfjs, tfjs-layers (Keras), pb (frozen graph), savedmodel (zipped); comma-separated; all",
     )
     convert.add_argument("--inputs", default="", help="input nodes or signature keys, comma-separated")
     convert.add_argument("--outputs", default="", help="output nodes or signature keys, comma-separated")
@@ -35,7 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME:DIMS",
-        help="full shape of an input, e.g. image:1,224,224,3 (repeatable)",
+        help="full shape of an input, e.g. image:1,224,224,3, or ratio:scalar (repeatable)",
     )
     convert.add_argument(
         "--quant",
