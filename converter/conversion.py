@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ def artifact_stem(original: Path) -> str:
     name = original.name
     if name == "model.json" and original.parent.name:
         return original.parent.name
-    for suffix in (".tar.gz", ".tgz", ".zip", ".pbtxt", ".pb", ".hdf5", ".h5", ".keras", ".tar"):
+    for suffix in (".tar.gz", ".tgz", ".zip", ".pbtxt", ".pb", ".hdf5", ".h5", ".keras", ".tar", ".meta"):
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name or "model"
@@ -180,6 +180,9 @@ def convert_in_process(
         if source.format is ModelFormat.TFJS_GRAPH:
             # A TF.js graph model goes on as the TensorFlow graph it is rebuilt into.
             tfjs_dir, source = source.path, _rebuild_tfjs_graph(source, work_dir)
+        elif source.format is ModelFormat.TF1_CHECKPOINT:
+            # A checkpoint goes on as the graph frozen for the chosen outputs, inspected and planned anew.
+            source = _freeze_tf1_checkpoint(source, options, work_dir)
         summary = inspect_source(source)
         plan = plan_conversion(summary, options)
     stem = stem or artifact_stem(Path(model_path))
@@ -365,6 +368,19 @@ def _rebuild_tfjs_graph(source: ModelSource, work_dir: Path) -> ModelSource:
     rebuilt = work_dir / "from_tfjs.pb"
     rebuilt.write_bytes(graph_def.SerializeToString())
     return ModelSource(ModelFormat.FROZEN_GRAPH, rebuilt, source.original, source.file_size)
+
+
+def _freeze_tf1_checkpoint(source: ModelSource, options: ConversionOptions, work_dir: Path) -> ModelSource:
+    from converter.checkpoint_input import freeze_checkpoint
+
+    # The outputs are chosen on the training graph, as inspection showed it; it is planned as the
+    # frozen graph it becomes, so names resolve the same way.
+    summary = inspect_source(source)
+    plan = plan_conversion(replace(summary, format=ModelFormat.FROZEN_GRAPH), options)
+    graph_def = freeze_checkpoint(source.path, [spec.name for spec in plan.outputs])
+    frozen = work_dir / "from_checkpoint.pb"
+    frozen.write_bytes(graph_def.SerializeToString())
+    return ModelSource(ModelFormat.FROZEN_GRAPH, frozen, source.original, source.file_size)
 
 
 def _tfjs_reference(model_dir: Path, output_keys: list[str]) -> Any:

@@ -4,12 +4,14 @@ what is wrong with anything that is not a model convbot can read."""
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from converter import formats as fmt
 from converter.archive import ArchiveLimits, archive_kind, extract_archive
+from converter.checkpoint_input import META_SUFFIX, checkpoint_prefix, read_meta_graph
 from converter.errors import UnsupportedModelError
 from converter.formats import ModelFormat
 from converter.protos import (
@@ -28,7 +30,16 @@ HEAD_BYTES = 4096
 VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable", "RestoreV2", "ReadVariableOp"})
 ONNX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
 GRAPH_DEF_FIELDS = frozenset({1, 2, 3, 4, 5})
+# MetaGraphDef: meta_info_def = 1, graph_def = 2, saver_def = 3, collection_def = 4, signature_def = 5, ...
+META_GRAPH_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7})
 CLASSIFY_FIELDS = 32
+# The text file a TF1 Saver keeps beside its checkpoints, naming the latest one.
+CHECKPOINT_STATE_FILE = "checkpoint"
+CHECKPOINT_STATE_MAX_BYTES = 64 * 1024
+CHECKPOINT_PATH_LINE = re.compile(r'^\s*model_checkpoint_path:\s*"([^"]*)"', re.MULTILINE)
+CHECKPOINT_STEP = re.compile(r"-(\d+)$")
+DATA_SHARD = re.compile(r"\.data-(\d+)-of-(\d+)$")
+SEND_CHECKPOINT_FILES = "send the .meta, .index and .data files together in one .zip"
 
 
 @dataclass(frozen=True)
@@ -88,11 +99,8 @@ def _detect_directory(folder: Path, original: Path, size: int) -> ModelSource:
     if model_jsons:
         _check_tfjs_folder(model_jsons[0])
         return ModelSource(ModelFormat.TFJS_GRAPH, model_jsons[0].parent, original, size)
-    if list(folder.rglob("*.meta")):
-        raise UnsupportedModelError(
-            "TF1 checkpoints (.meta + .index + .data) are planned but not supported yet; "
-            "freeze the graph or save a SavedModel"
-        )
+    if _checkpoint_files(folder, "*.meta") or _checkpoint_files(folder, "*.index"):
+        return ModelSource(ModelFormat.TF1_CHECKPOINT, _find_checkpoint_meta(folder), original, size)
     files = [p for p in folder.rglob("*") if p.is_file()]
     if len(files) == 1:
         # An archive around a single graph or Keras file: read that file.
@@ -152,6 +160,94 @@ def _check_tfjs_folder(model_json: Path) -> None:
                     f"the TF.js weight shard {shard} named in model.json is missing; "
                     "send model.json and its shards together in one .zip"
                 )
+
+
+def _checkpoint_files(folder: Path, pattern: str) -> list[Path]:
+    # macOS archivers add a '._name' twin of every file (under __MACOSX/); those are not checkpoint files.
+    return sorted(p for p in folder.rglob(pattern) if p.is_file() and not p.name.startswith("._"))
+
+
+def _find_checkpoint_meta(folder: Path) -> Path:
+    """The .meta of the TF1 checkpoint in `folder`, checked to be readable and to have its weights beside it."""
+    metas = _checkpoint_files(folder, f"*{META_SUFFIX}")
+    if not metas:
+        index = _checkpoint_files(folder, "*.index")[0]
+        if index.name == "variables.index":
+            raise UnsupportedModelError(
+                "this is a SavedModel's variables/ folder without its saved_model.pb; "
+                "send the whole SavedModel folder as a .zip or .tar.gz"
+            )
+        raise UnsupportedModelError(
+            f"the archive holds checkpoint weights ({index.name}) but no .meta graph; {SEND_CHECKPOINT_FILES} "
+            "(a TF2 tf.train.Checkpoint holds no graph: export a SavedModel instead)"
+        )
+    meta = _chosen_meta(folder, metas)
+    read_meta_graph(meta)  # a damaged .meta is refused now, not halfway through a conversion
+    _check_checkpoint_files(meta)
+    return meta
+
+
+def _chosen_meta(folder: Path, metas: list[Path]) -> Path:
+    """The checkpoint the Saver's `checkpoint` file names, else the only one, else the latest step."""
+    named = _named_checkpoint_prefixes(folder)
+    for meta in metas:
+        if checkpoint_prefix(meta) in named:
+            return meta
+    if len(metas) == 1:
+        return metas[0]
+    steps = [(int(match.group(1)), meta) for meta in metas if (match := CHECKPOINT_STEP.search(meta.stem))]
+    if steps:
+        return max(steps)[1]
+    raise UnsupportedModelError(
+        f"the archive holds several TF1 checkpoints ({', '.join(meta.name for meta in metas)}); send one"
+    )
+
+
+def _named_checkpoint_prefixes(folder: Path) -> set[Path]:
+    """Prefixes the `checkpoint` files name as the latest. Only each path's base name is used: the
+    file holds paths on the machine that trained, and a path read from an upload is never followed."""
+    named = set()
+    for state in _checkpoint_files(folder, CHECKPOINT_STATE_FILE):
+        with state.open("rb") as file:
+            text = file.read(CHECKPOINT_STATE_MAX_BYTES).decode("utf-8", errors="replace")
+        for match in CHECKPOINT_PATH_LINE.finditer(text):
+            base = re.split(r"[\\/]", match.group(1))[-1]
+            if base not in ("", ".", ".."):
+                named.add(state.parent / base)
+    return named
+
+
+def _check_checkpoint_files(meta: Path) -> None:
+    """The .index and every .data shard of the checkpoint whose graph is `meta` are beside it."""
+    prefix = checkpoint_prefix(meta)
+    index = prefix.with_name(f"{prefix.name}.index")
+    shard_counts = [
+        int(match.group(2))
+        for path in prefix.parent.iterdir()
+        if path.name.startswith(f"{prefix.name}.data-") and (match := DATA_SHARD.search(path.name))
+    ]
+    if not index.is_file() and not shard_counts:
+        raise UnsupportedModelError(
+            f"{meta.name} is a TF1 checkpoint's .meta graph without its weights; {SEND_CHECKPOINT_FILES}"
+        )
+    if not index.is_file():
+        raise _missing_checkpoint_file(index.name)
+    count = max(shard_counts, default=1)
+    for shard in range(count):
+        name = f"{prefix.name}.data-{shard:05d}-of-{count:05d}"
+        if not (prefix.parent / name).is_file():
+            raise _missing_checkpoint_file(name)
+
+
+def _missing_checkpoint_file(name: str) -> UnsupportedModelError:
+    return UnsupportedModelError(f"the TF1 checkpoint's {name} is missing; {SEND_CHECKPOINT_FILES}")
+
+
+def _checkpoint_size(meta: Path) -> int:
+    """Bytes of the .meta, .index and .data files together."""
+    prefix = checkpoint_prefix(meta)
+    files = [p for p in prefix.parent.iterdir() if p.name.startswith(f"{prefix.name}.") and p.is_file()]
+    return sum(p.stat().st_size for p in files)
 
 
 def _classify_hdf5(path: Path) -> ModelFormat:
@@ -250,6 +346,9 @@ def _detect_protobuf(path: Path, size: int) -> ModelSource:
                 "this is a SavedModel's saved_model.pb, not a frozen graph, and it is missing its variables/ "
                 "folder; send the whole SavedModel folder as a .zip or .tar.gz"
             )
+    if numbers <= META_GRAPH_FIELDS and fields[0] == (1, LENGTH_DELIMITED) and (3, LENGTH_DELIMITED) in fields:
+        # A GraphDef's field 3 is a number (its old version); a MetaGraphDef's is the Saver's saver_def.
+        return _detect_meta_graph(path, truncated)
     if numbers <= GRAPH_DEF_FIELDS and fields[0] == (1, LENGTH_DELIMITED):
         if truncated:
             raise _truncated_graph()
@@ -259,6 +358,19 @@ def _detect_protobuf(path: Path, size: int) -> ModelSource:
     if truncated:
         raise UnsupportedModelError("the file is truncated or damaged; send it again")
     raise _not_a_model()
+
+
+def _detect_meta_graph(path: Path, truncated: bool) -> ModelSource:
+    """A TF1 checkpoint's .meta given by path (CLI): its .index and .data files must be beside it."""
+    if truncated:
+        raise UnsupportedModelError("the TF1 checkpoint's .meta graph is truncated; send it again")
+    read_meta_graph(path)
+    if not path.name.endswith(META_SUFFIX):
+        raise UnsupportedModelError(
+            f"this is a TF1 checkpoint's .meta graph without its weights; {SEND_CHECKPOINT_FILES}"
+        )
+    _check_checkpoint_files(path)
+    return ModelSource(ModelFormat.TF1_CHECKPOINT, path, path, _checkpoint_size(path))
 
 
 def _truncated_graph() -> UnsupportedModelError:

@@ -14,6 +14,7 @@ class ModelFormat(StrEnum):
     KERAS_H5 = "keras-h5"  # full-model HDF5 saved by model.save(...)
     KERAS_V3 = "keras-v3"  # Keras 3 `.keras` zip
     TFJS_GRAPH = "tfjs-graph"  # a TF.js graph model: model.json and its weight shards
+    TF1_CHECKPOINT = "tf1-checkpoint"  # a tf.compat.v1 Saver's .meta graph with its .index and .data files
 
     @property
     def is_graph(self) -> bool:

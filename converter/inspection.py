@@ -11,6 +11,7 @@ from typing import Any
 
 from converter import formats as fmt
 from converter.archive import ArchiveLimits
+from converter.checkpoint_input import FROZEN_OPS, checkpoint_prefix, count_variables, needed_nodes, read_meta_graph
 from converter.detect import ModelSource, detect_model
 from converter.errors import UnsupportedModelError
 from converter.formats import ModelFormat
@@ -43,6 +44,8 @@ def inspect(path: str | Path, *, work_dir: Path | None = None, limits: ArchiveLi
 
 def inspect_source(source: ModelSource) -> ModelSummary:
     """Describe an already-detected model."""
+    if source.format is ModelFormat.TF1_CHECKPOINT:
+        return _inspect_checkpoint(source)
     if source.format.is_graph:
         return _inspect_graph(source)
     if source.format is ModelFormat.SAVED_MODEL:
@@ -55,8 +58,35 @@ def inspect_source(source: ModelSource) -> ModelSummary:
 def _inspect_graph(source: ModelSource) -> ModelSummary:
     graph = read_graph_def(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
     nodes = describe_nodes(graph)
-    histogram = op_histogram(nodes)
+    return _graph_summary(source, nodes, suggest_inputs(nodes), suggest_outputs(nodes), op_histogram(nodes))
+
+
+def _inspect_checkpoint(source: ModelSource) -> ModelSummary:
+    """A TF1 checkpoint, from its .meta alone: the training graph's nodes, with op support judged on
+    the frozen graph the suggested outputs would make."""
+    nodes = describe_nodes(read_meta_graph(source.path).graph_def)
     inputs = suggest_inputs(nodes)
+    outputs = suggest_outputs(nodes)
+    frozen = nodes
+    if outputs:
+        needed = needed_nodes(nodes, [spec.name for spec in outputs])
+        frozen = [node for node in nodes if node.name in needed]
+        # Placeholders only training feeds (labels, a learning rate) are not inputs of the outputs.
+        inputs = [spec for spec in inputs if spec.name in needed]
+    histogram = dict(Counter(FROZEN_OPS.get(node.op, node.op) for node in frozen).most_common())
+    details = {"checkpoint": checkpoint_prefix(source.path).name, "variables": str(count_variables(nodes))}
+    return _graph_summary(source, nodes, inputs, outputs, histogram, details)
+
+
+def _graph_summary(
+    source: ModelSource,
+    nodes: list[NodeInfo],
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    histogram: dict[str, int],
+    details: dict[str, str] | None = None,
+) -> ModelSummary:
+    """The summary of a graph whose inputs and outputs were suggested, readiness judged on `histogram`."""
     warnings = []
     if not inputs:
         warnings.append("the graph has no Placeholder; choose its input nodes yourself")
@@ -69,10 +99,11 @@ def _inspect_graph(source: ModelSource) -> ModelSummary:
         node_count=len(nodes),
         op_histogram=histogram,
         suggested_inputs=tuple(inputs),
-        suggested_outputs=tuple(suggest_outputs(nodes)),
+        suggested_outputs=tuple(outputs),
         readiness=check_readiness(histogram),
         nodes=tuple(nodes),
         warnings=tuple(warnings),
+        details=dict(details or {}),
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,13 @@ CLASSIFIER_CLASSES = 4
 # TF1 graph
 TF1_INPUT_SHAPE: Shape = (None, 16, 16, 3)
 TF1_CLASSES = 5
+
+# TF1 checkpoint: x (None, 8, 8, 3) -> conv -> pool -> dense "logits" -> Softmax "probs".
+CHECKPOINT_INPUT = "x"
+CHECKPOINT_OUTPUT = "probs"
+CHECKPOINT_INPUT_SHAPE: Shape = (None, 8, 8, 3)
+CHECKPOINT_CLASSES = 3
+CHECKPOINT_STEPS = 2  # training steps before saving: the files are named model.ckpt-2.*
 
 # Pose-like multi-head graph (PoseNet's four outputs, output stride 4 here).
 POSE_INPUT_SHAPE: Shape = (1, 33, 33, 3)
@@ -571,6 +579,100 @@ def write_multihead_graph(pb_path: PathLike) -> ModelFacts:
     )
 
 
+def write_tf1_checkpoint(
+    zip_path: PathLike, *, resource_variables: bool = False, renamed_keys: bool = False, shards: int = 1
+) -> ModelFacts:
+    """A TF1 training run's checkpoint as ``tf.compat.v1.train.Saver`` writes it, and a zip of it.
+
+    x (None, 8, 8, 3) -> conv 3x3 (4) + Relu -> MaxPool 2x2 -> Reshape -> dropout (rate
+    1 - keep_prob, a PlaceholderWithDefault 1.0) -> MatMul + BiasAdd "logits" -> Softmax "probs".
+    "labels" (None,) int64 feed only a sparse softmax cross-entropy "loss", minimised for
+    CHECKPOINT_STEPS steps (GradientDescent; Adam with resource variables, which adds slot
+    variables) so the saved weights are not the initial ones. ``Saver.save(..., global_step)``
+    writes model.ckpt-2.meta, .index, .data-* and the ``checkpoint`` file into a folder named
+    like the zip (without .zip), zipped under that folder name.
+
+    ``resource_variables``: VarHandleOp/ReadVariableOp instead of VariableV2.
+    ``renamed_keys``: ``Saver(var_list={"net/<name>": var})``, so checkpoint keys are not node names.
+    ``shards=2``: the dense layer's variables on a second CPU device and ``Saver(sharded=True)``:
+    two data files, .data-00000-of-00002 and .data-00001-of-00002.
+
+    ``path`` is the zip; ``extra_paths`` are the .meta, .index, data shards and ``checkpoint`` file.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if shards not in (1, 2):
+        raise ValueError(f"shards must be 1 or 2, not {shards}")
+    v1 = tf.compat.v1
+    archive = _prepare(zip_path)
+    folder = _prepare_dir(archive.with_suffix(""))
+    folder.mkdir()
+    rng = _rng(5)
+    dense_device = "/cpu:1" if shards == 2 else None
+
+    def variable(name: str, value: NDArray[np.float32]) -> Any:
+        return v1.get_variable(name, initializer=value, use_resource=resource_variables)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(SEED)
+        x = v1.placeholder(tf.float32, CHECKPOINT_INPUT_SHAPE, name=CHECKPOINT_INPUT)
+        labels = v1.placeholder(tf.int64, (None,), name="labels")
+        keep_prob = v1.placeholder_with_default(1.0, shape=[], name="keep_prob")
+        with v1.variable_scope("conv"):
+            w = variable("weights", rng.normal(0, 0.3, (3, 3, 3, 4)).astype(np.float32))
+            b = variable("biases", rng.normal(0, 0.1, (4,)).astype(np.float32))
+        h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME"), b))
+        h = tf.reshape(tf.nn.max_pool2d(h, 2, 2, "VALID"), [-1, 4 * 4 * 4])
+        h = tf.nn.dropout(h, rate=1.0 - keep_prob)
+        with tf.device(dense_device), v1.variable_scope("fc"):
+            fw = variable("weights", rng.normal(0, 0.3, (64, CHECKPOINT_CLASSES)).astype(np.float32))
+            fb = variable("biases", rng.normal(0, 0.1, (CHECKPOINT_CLASSES,)).astype(np.float32))
+        logits = tf.nn.bias_add(tf.matmul(h, fw), fb, name="logits")
+        probs = tf.nn.softmax(logits, name=CHECKPOINT_OUTPUT)
+        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        loss = tf.reduce_mean(xent, name="loss")
+        step = v1.train.get_or_create_global_step()
+        optimizer = v1.train.AdamOptimizer(0.05) if resource_variables else v1.train.GradientDescentOptimizer(0.5)
+        train = optimizer.minimize(loss, global_step=step)
+        variables = v1.global_variables()
+        var_list = {f"net/{v.op.name}": v for v in variables} if renamed_keys else variables
+        saver = v1.train.Saver(var_list=var_list, sharded=shards > 1)
+        init = v1.global_variables_initializer()
+    with v1.Session(graph=graph, config=v1.ConfigProto(device_count={"CPU": shards})) as session:
+        session.run(init)
+        for _ in range(CHECKPOINT_STEPS):
+            batch = rng.uniform(0.0, 1.0, (4, *CHECKPOINT_INPUT_SHAPE[1:])).astype(np.float32)
+            session.run(train, {x: batch, labels: rng.randint(0, CHECKPOINT_CLASSES, 4)})
+        prefix = Path(saver.save(session, str(folder / "model.ckpt"), global_step=step))
+
+    files = [
+        prefix.with_name(f"{prefix.name}.meta"),
+        prefix.with_name(f"{prefix.name}.index"),
+        *sorted(folder.glob(f"{prefix.name}.data-*")),
+        folder / "checkpoint",
+    ]
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in files:
+            zf.write(file, f"{folder.name}/{file.name}")
+    return ModelFacts(
+        path=archive,
+        kind="tf1_checkpoint",
+        inputs=(CHECKPOINT_INPUT,),
+        outputs=(probs.op.name,),
+        input_shapes={CHECKPOINT_INPUT: CHECKPOINT_INPUT_SHAPE, "keep_prob": ()},
+        output_shapes={probs.op.name: (None, CHECKPOINT_CLASSES)},
+        optional_inputs=("keep_prob",),
+        other_placeholders=("labels",),
+        extra_paths=tuple(files),
+        notes=(
+            f"{'resource' if resource_variables else 'ref'} variables, {shards} data shard(s), "
+            f"keys {'net/<node name>' if renamed_keys else 'node names'}; 'labels' feeds only the loss"
+        ),
+    )
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -606,6 +708,7 @@ def write_all(outdir: PathLike) -> list[ModelFacts]:
         write_multi_output_keras(root / "two_heads_saved_model"),
         write_tf1_graph(root / "tf1_graph.pb", root / "tf1_graph.pbtxt"),
         write_multihead_graph(root / "pose_multihead.pb"),
+        write_tf1_checkpoint(root / "tf1_checkpoint.zip"),
     ]
 
 
