@@ -299,6 +299,33 @@ def test_zipped_tfjs_graph_model_to_tflite_pb_and_saved_model(chat: Any, tmp_pat
     assert got.shape == (1, 7) and abs(got - expected).max() < 1e-5
 
 
+def test_tf1_checkpoint_zip_to_a_saved_model_with_buttons(chat: Any, tmp_path: Path) -> None:
+    """A Saver's .meta/.index/.data in one zip: the training graph's labels are not asked for."""
+    fake, _ = chat
+    ida = user(9)
+    checkpoint = model_factory.write_tf1_checkpoint(tmp_path / "mnist_ckpt.zip")
+    since = send_model(fake, ida, checkpoint.path, "mnist_ckpt.zip")
+    summary = fake.wait_for_text(9, "Suggested outputs", since=since)
+    assert "tf1-checkpoint" in summary.text and "• x float32 [?,8,8,3]" in summary.text
+    assert "labels" not in summary.text.split("Suggested outputs")[0]
+
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(summary)["Targets: all"])
+    choices = fake.wait_for(lambda a: a.method == "editMessageReplyMarkup", since=since)
+    assert {"pb", "savedmodel", "tflite", "tfjs"} <= {name.removeprefix("✅ ") for name in buttons(choices)}
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(choices)["savedmodel"])
+    menu = fake.wait_for(lambda a: a.method == "editMessageReplyMarkup", since=since)
+    assert "Targets: savedmodel" in buttons(menu)
+    since = fake.mark()
+    fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(menu)["Convert now"])
+    fake.wait_for_text(9, "report", since=since, timeout=FIRST_JOB)
+    (document,) = fake.do(fake.api.documents_sent, 9)
+    assert document.file_name == "mnist_ckpt_saved_model.zip" and "passed" in document.caption
+    with zipfile.ZipFile(io.BytesIO(document.data)) as archive:
+        assert "mnist_ckpt_saved_model/saved_model.pb" in archive.namelist()
+
+
 def test_daily_quota(chat: Any) -> None:
     fake, _ = chat
     gus = user(7)  # one job so far; the limit is 6 a day, and identical jobs come from the cache
