@@ -17,12 +17,25 @@ from bot.uploads import record_user, user_texts
 from bot.views import choice_keyboard, nodes_page, picker_candidates, picker_view, summary_keyboard
 from converter.errors import BadOptionsError
 from converter.formats import ModelFormat
-from converter.options import parse_shape
+from converter.options import parse_shape, parse_targets
 from db.models import UploadedModel
 
 TARGETS = ("all", "tflite", "tfjs", "pb", "savedmodel")
 GRAPH_ONLY_TARGETS = ("pb",)  # a frozen graph is only made from graph-like sources
 QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16")
+DEFAULT_TARGETS = ["tflite", "tfjs"]  # what "all" stands for
+
+
+def toggle_target(current: str, target: str) -> str:
+    """Tick or untick one target of the draft's 'tflite,pb' (or 'all'); the last one stays ticked."""
+    if target == "all":
+        return "all"
+    chosen = [t.value for t in parse_targets(current)]
+    if target not in chosen:
+        chosen.append(target)
+    elif len(chosen) > 1:
+        chosen.remove(target)
+    return "all" if sorted(chosen) == sorted(DEFAULT_TARGETS) else ",".join(chosen)
 
 
 def targets_for(summary: dict[str, Any]) -> tuple[str, ...]:
@@ -96,14 +109,14 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         draft.picker_key = None
         summary_key = bot_services.state.open_menu(chat_id, "summary", model_id=draft.model_id)
         await query.edit_message_reply_markup(summary_keyboard(texts, summary_key, draft))
-    elif action == "targets":
-        choices = targets_for(summary)
-        await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", choices, draft.targets))
+    elif action == "targets" or (action == "settarget" and argument in targets_for(summary)):
+        if action == "settarget":  # targets are ticked and unticked; Back returns to the summary
+            draft.targets = toggle_target(draft.targets, argument)
+        ticked = ["all"] if draft.targets == "all" else []
+        ticked += [target.value for target in parse_targets(draft.targets)]
+        await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", targets_for(summary), ticked))
     elif action == "quant":
-        await query.edit_message_reply_markup(choice_keyboard(texts, key, "setquant", QUANTIZATIONS, draft.quant))
-    elif action == "settarget" and argument in targets_for(summary):
-        draft.targets = argument
-        await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))
+        await query.edit_message_reply_markup(choice_keyboard(texts, key, "setquant", QUANTIZATIONS, [draft.quant]))
     elif action == "setquant" and argument in QUANTIZATIONS:
         draft.quant = argument
         await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))

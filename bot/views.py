@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -145,9 +145,11 @@ def _short(name: str, limit: int = 60) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1) :]
 
 
-def choice_keyboard(texts: Texts, key: str, action: str, values: Sequence[str], current: str) -> InlineKeyboardMarkup:
+def choice_keyboard(
+    texts: Texts, key: str, action: str, values: Sequence[str], ticked: Collection[str]
+) -> InlineKeyboardMarkup:
     rows = [
-        [InlineKeyboardButton(("✅ " if v == current else "") + v, callback_data=f"{key}:{action}:{v}")] for v in values
+        [InlineKeyboardButton(("✅ " if v in ticked else "") + v, callback_data=f"{key}:{action}:{v}")] for v in values
     ]
     rows.append([InlineKeyboardButton(texts.button_back, callback_data=f"{key}:back")])
     return InlineKeyboardMarkup(rows)

@@ -313,8 +313,13 @@ def test_tf1_checkpoint_zip_to_a_saved_model_with_buttons(chat: Any, tmp_path: P
     fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(summary)["Targets: all"])
     choices = fake.wait_for(lambda a: a.method == "editMessageReplyMarkup", since=since)
     assert {"pb", "savedmodel", "tflite", "tfjs"} <= {name.removeprefix("✅ ") for name in buttons(choices)}
+    for button in ("savedmodel", "✅ tflite", "✅ tfjs"):  # tick savedmodel, untick the defaults
+        since = fake.mark()
+        fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(choices)[button])
+        choices = fake.wait_for(lambda a: a.method == "editMessageReplyMarkup", since=since)
+    assert {"✅ savedmodel", "tflite", "tfjs", "pb"} <= set(buttons(choices))
     since = fake.mark()
-    fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(choices)["savedmodel"])
+    fake.do(fake.api.user_presses_button, ida, summary.message_id, buttons(choices)["Back"])
     menu = fake.wait_for(lambda a: a.method == "editMessageReplyMarkup", since=since)
     assert "Targets: savedmodel" in buttons(menu)
     since = fake.mark()
