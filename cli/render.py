@@ -51,6 +51,7 @@ def render_summary(summary: ModelSummary, all_nodes: bool = False) -> str:
         f"format:  {summary.format.value}   size: {format_size(summary.file_size)}   "
         f"{'layers' if summary.layers else 'nodes'}: {summary.node_count}",
         f"ops:     {ops}",
+        *([f"details: {', '.join(f'{k} {v}' for k, v in summary.details.items())}"] if summary.details else []),
         "",
         "suggested inputs:",
         table(["name", "tensor", "dtype", "shape", ""], _spec_rows(summary.suggested_inputs)),

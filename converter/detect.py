@@ -379,6 +379,6 @@ def _truncated_graph() -> UnsupportedModelError:
 
 def _not_a_model() -> UnsupportedModelError:
     return UnsupportedModelError(
-        "not a model convbot can read; send a frozen graph (.pb), a SavedModel (.zip/.tar.gz) "
-        "or a Keras model (.h5/.keras)"
+        "not a model convbot can read; send a frozen graph (.pb), a Keras model (.h5/.keras), or a SavedModel, "
+        "TF.js graph model or TF1 checkpoint as one .zip/.tar.gz"
     )

@@ -24,14 +24,46 @@ def test_inspect_prints_the_suggestions(multihead_graph) -> None:
     assert outputs.index("heatmap") < outputs.index("displacement_bwd_2")
 
 
+def test_inspect_a_checkpoint_names_it(tmp_path: Path) -> None:
+    from tests import model_factory
+
+    checkpoint = model_factory.write_tf1_checkpoint(tmp_path / "ckpt.zip")
+    done = convbot("inspect", str(checkpoint.path))
+    assert done.returncode == 0, done.stderr
+    assert "format:  tf1-checkpoint" in done.stdout and "details: checkpoint model.ckpt-2, variables 5" in done.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`convbot inspect big.pb --all-nodes | head -1`: far more than a pipe holds, and the reader goes."""
+    from converter.protos import GraphDef
+
+    graph = GraphDef()
+    graph.node.add(name="image", op="Placeholder").attr["dtype"].type = 1
+    for index in range(3000):
+        node = graph.node.add(name=f"block_{index:04d}/a_long_enough_node_name", op="Identity")
+        node.input.append("image" if index == 0 else graph.node[index].name)
+    big = tmp_path / "big.pb"
+    big.write_bytes(graph.SerializeToString())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "inspect", "--all-nodes", str(big)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdout.readline().startswith(b"model:")
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141 and b"Traceback" not in stderr, stderr.decode()
+
+
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     junk = tmp_path / "photo.jpg"
     junk.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40)
     done = convbot("inspect", str(junk))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "convbot: not a model convbot can read; send a frozen graph (.pb), a SavedModel (.zip/.tar.gz) "
-        "or a Keras model (.h5/.keras)"
+        "convbot: not a model convbot can read; send a frozen graph (.pb), a Keras model (.h5/.keras), "
+        "or a SavedModel, TF.js graph model or TF1 checkpoint as one .zip/.tar.gz"
     ]
     assert "Traceback" not in done.stderr
 
