@@ -21,7 +21,6 @@ from converter.options import parse_shape, parse_targets
 from db.models import UploadedModel
 
 TARGETS = ("all", "tflite", "tfjs", "pb", "savedmodel")
-GRAPH_ONLY_TARGETS = ("pb",)  # a frozen graph is only made from graph-like sources
 QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16")
 DEFAULT_TARGETS = ["tflite", "tfjs"]  # what "all" stands for
 
@@ -39,10 +38,11 @@ def toggle_target(current: str, target: str) -> str:
 
 
 def targets_for(summary: dict[str, Any]) -> tuple[str, ...]:
-    """The target buttons that make sense for the model: no frozen graph from SavedModels or Keras files."""
-    model_format = ModelFormat(summary["format"])
-    if model_format.is_keras or model_format is ModelFormat.SAVED_MODEL:
-        return tuple(t for t in TARGETS if t not in GRAPH_ONLY_TARGETS)
+    """The target buttons for the model: a TF.js layers model too for Keras 2 files (TF.js cannot
+    load what tensorflowjs makes from Keras 3 files)."""
+    keras_version = str(summary.get("details", {}).get("keras_version", ""))
+    if ModelFormat(summary["format"]).is_keras and keras_version.startswith("2"):
+        return (*TARGETS, "tfjs-layers")
     return TARGETS
 
 

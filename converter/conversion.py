@@ -189,11 +189,6 @@ def convert_in_process(
     warnings = list(options.warnings) + list(plan.warnings)
     if Target.TFJS_LAYERS in options.targets:
         _check_layers_model_possible(summary)
-    if Target.FROZEN_GRAPH in options.targets and not source.format.is_graph:
-        raise BadOptionsError(
-            "a frozen graph (pb) is made from frozen graphs, TF.js graph models and TF1 checkpoints; "
-            "for a SavedModel or Keras model choose savedmodel"
-        )
 
     with stages.stage("load_tensorflow"):  # most of a cold conversion; nothing in a warm worker
         versions = tool_versions()
@@ -317,7 +312,7 @@ def _convert_via_saved_model(
     logs: list[str],
 ) -> tuple[list[Artifact], bool]:
     from converter.serving_export import export_keras, export_saved_model_subset
-    from converter.tensorflow_export import save_zipped_saved_model
+    from converter.tensorflow_export import frozen_graph_from_saved_model, save_zipped_saved_model
     from converter.tfjs_export import tfjs_from_saved_model, tfjs_layers_from_keras
     from converter.tflite_export import tflite_from_saved_model
 
@@ -327,7 +322,7 @@ def _convert_via_saved_model(
     needs_export = (
         source.format.is_keras or bool(plan.given_shapes) or (len(output_keys) != len(summary.suggested_outputs))
     )
-    wants_graph_targets = any(t in options.targets for t in (Target.TFLITE, Target.TFJS, Target.SAVED_MODEL))
+    wants_graph_targets = any(t is not Target.TFJS_LAYERS for t in options.targets)
     if needs_export and wants_graph_targets:
         with stages.stage("load"):
             export_dir = _fresh_dir(work_dir / "serving")
@@ -349,6 +344,13 @@ def _convert_via_saved_model(
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
             logs.append(tfjs_from_saved_model(serving_dir, options.tfjs_quantization, tfjs_dir))
         artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+    if Target.FROZEN_GRAPH in options.targets:
+        with stages.stage("write_pb"):
+            # The user's own SavedModel keeps its signature's name; an exported one is serving_default.
+            exported = serving_dir != source.path
+            signature = fmt.SERVING_SIGNATURE if exported else summary.details.get("signature", fmt.SERVING_SIGNATURE)
+            pb_path = frozen_graph_from_saved_model(serving_dir, signature, out_dir / f"{stem}.pb")
+        artifacts.append(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
     if Target.SAVED_MODEL in options.targets:
         with stages.stage("write_saved_model"):
             zip_path = save_zipped_saved_model(serving_dir, out_dir / f"{stem}_saved_model.zip")

@@ -60,3 +60,32 @@ def save_zipped_saved_model(saved_model_dir: Path, zip_path: Path) -> Path:
     """Zip a SavedModel folder under a top-level folder named like the zip."""
     zip_folder(saved_model_dir, zip_path, root=zip_path.stem)
     return zip_path
+
+
+def frozen_graph_from_saved_model(saved_model_dir: Path, signature_key: str, out_path: Path) -> Path:
+    """Freeze a SavedModel's signature into a GraphDef whose nodes carry the signature's keys.
+
+    Inputs are Placeholders named after the input keys (TensorFlow names them so); each output
+    gets an Identity node named after its key, so the frozen graph is fed and fetched by the same
+    names as the SavedModel and the other artifacts.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    loaded = tf.saved_model.load(str(saved_model_dir))  # kept alive: the function reads its variables
+    function = loaded.signatures[signature_key]
+    frozen = convert_variables_to_constants_v2(function)
+    graph_def = frozen.graph.as_graph_def()
+    names = {node.name for node in graph_def.node}
+    missing = [key for key in function.structured_input_signature[1] if key not in names]
+    if missing:
+        raise ConversionError(f"frozen graph: no input node named {', '.join(missing)} after freezing", "")
+    # The frozen function's outputs are the signature's, flattened in sorted key order.
+    for key, tensor in zip(sorted(function.structured_outputs), frozen.outputs, strict=True):
+        if key in names:
+            raise ConversionError(f"frozen graph: the output key {key} is already the name of another node", "")
+        node = graph_def.node.add(name=key, op="Identity")
+        node.input.append(tensor.name.removesuffix(":0"))
+        node.attr["T"].type = tensor.dtype.as_datatype_enum
+    out_path.write_bytes(graph_def.SerializeToString())
+    return out_path

@@ -1,4 +1,4 @@
-"""The target buttons offer only what can be made from the uploaded model, and tick and untick."""
+"""The target buttons offer what can be made from the uploaded model, and tick and untick."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from bot.dialogue import targets_for, toggle_target
 from converter.options import parse_targets
 
 
-def test_frozen_graph_target_only_for_graph_like_models() -> None:
-    for model_format in ("frozen-graph", "tfjs-graph"):
-        assert "pb" in targets_for({"format": model_format})
-    for model_format in ("saved-model", "keras-h5", "keras-v3"):
-        choices = targets_for({"format": model_format})
-        assert "pb" not in choices and "savedmodel" in choices
-    for choice in targets_for({"format": "frozen-graph"}):
+def test_every_model_can_go_to_every_tensorflow_target_and_keras_2_to_a_layers_model() -> None:
+    for model_format in ("frozen-graph", "tfjs-graph", "tf1-checkpoint", "saved-model", "keras-v3"):
+        choices = targets_for({"format": model_format, "details": {"keras_version": "3.15.1"}})
+        assert {"tflite", "tfjs", "pb", "savedmodel"} <= set(choices) and "tfjs-layers" not in choices
+    assert "tfjs-layers" in targets_for({"format": "keras-h5", "details": {"keras_version": "2.0.5"}})
+    for choice in targets_for({"format": "keras-h5", "details": {"keras_version": "2.0.5"}}):
         assert parse_targets(choice)  # every button is a target the converter knows
 
 
