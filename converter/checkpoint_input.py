@@ -292,3 +292,43 @@ def _make_identity(node: Any) -> None:
     node.op = "Identity"
     node.attr.clear()
     node.attr["T"].type = dtype
+
+
+def checkpoint_reference(meta_path: Path, outputs: Sequence[str]) -> Any:
+    """The checkpoint's own graph, unfrozen, with its variables set from the checkpoint: what the
+    frozen graph and every artifact must compute. Returns `run(inputs) -> outputs` by node name.
+
+    The variables are set by assignments convbot adds, from values read as data; the Saver's
+    restore ops in the upload are not run.
+    """
+    import tensorflow as tf
+
+    meta_graph = tf.compat.v1.MetaGraphDef()
+    _parse_meta_graph(meta_path, meta_graph)
+    graph_def = meta_graph.graph_def
+    for node in graph_def.node:
+        node.device = ""  # the training run's placement (a GPU) does not exist here
+    keys = checkpoint_keys(graph_def, _saver_scope(meta_graph))
+    reader = _open_checkpoint(meta_path)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+        assignments = []
+        for node in graph_def.node:
+            key, _ = keys.get(node.name, (node.name, ""))
+            if node.op not in VARIABLE_OPS or not reader.has_tensor(key):
+                continue  # a variable the outputs need and the checkpoint lacks fails when run
+            variable = graph.get_tensor_by_name(f"{node.name}:0")
+            value = tf.constant(reader.get_tensor(key))
+            if node.op == "VarHandleOp":
+                assignments.append(tf.raw_ops.AssignVariableOp(resource=variable, value=value))
+            else:
+                assignments.append(tf.raw_ops.Assign(ref=variable, value=value))
+    session = tf.compat.v1.Session(graph=graph)
+    session.run(assignments)
+
+    def run(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        values = session.run([f"{name}:0" for name in outputs], {f"{k}:0": v for k, v in inputs.items()})
+        return dict(zip(outputs, values, strict=True))
+
+    return run

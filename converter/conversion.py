@@ -176,10 +176,10 @@ def convert_in_process(
     work_dir.mkdir(parents=True, exist_ok=True)
     with stages.stage("loading"):
         source = detect_model(Path(model_path), work_dir / "source", limits)
-        original_format, tfjs_dir = source.format, None
+        original = source
         if source.format is ModelFormat.TFJS_GRAPH:
             # A TF.js graph model goes on as the TensorFlow graph it is rebuilt into.
-            tfjs_dir, source = source.path, _rebuild_tfjs_graph(source, work_dir)
+            source = _rebuild_tfjs_graph(source, work_dir)
         elif source.format is ModelFormat.TF1_CHECKPOINT:
             # A checkpoint goes on as the graph frozen for the chosen outputs, inspected and planned anew.
             source = _freeze_tf1_checkpoint(source, options, work_dir)
@@ -204,14 +204,14 @@ def convert_in_process(
     validation: tuple[ArtifactCheck, ...] = ()
     if options.verify:
         with stages.stage("validate"):
-            validation = _verify(source, summary, plan, options, artifacts, tfjs_dir)
+            validation = _verify(source, summary, plan, options, artifacts, original)
     if needs_flex:
         warnings.append(
             "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
         )
     return ConversionResult(
         source=str(model_path),
-        format=original_format,
+        format=original.format,
         inputs=plan.inputs,
         outputs=plan.outputs,
         artifacts=tuple(artifacts),
@@ -401,8 +401,10 @@ def _verify(
     plan: ConversionPlan,
     options: ConversionOptions,
     artifacts: list[Artifact],
-    tfjs_dir: Path | None = None,
+    original: ModelSource,
 ) -> tuple[ArtifactCheck, ...]:
+    """Run the original model and every artifact on the same inputs; `source` is what was converted
+    (for a TF.js model or a checkpoint, the graph rebuilt or frozen from `original`)."""
     output_keys = [_key(spec) for spec in plan.outputs]
     shapes = {}
     for spec in plan.inputs:
@@ -417,10 +419,15 @@ def _verify(
     if options.verify_inputs:
         input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
     signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
-    if tfjs_dir is not None:
-        reference = _tfjs_reference(tfjs_dir, output_keys)
+    if original.format is ModelFormat.TFJS_GRAPH:
+        reference = _tfjs_reference(original.path, output_keys)
         return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE)
-    reference = reference_runner(source.format, source.path, output_keys, signature)
+    if original.format is ModelFormat.TF1_CHECKPOINT:
+        from converter.checkpoint_input import checkpoint_reference
+
+        reference = checkpoint_reference(original.path, output_keys)
+    else:
+        reference = reference_runner(source.format, source.path, output_keys, signature)
     return verify_artifacts(artifacts, output_keys, input_sets, reference)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from converter import ConversionOptions, ModelFormat, Target, UnsupportedModelError, convert, inspect
-from converter.checkpoint_input import freeze_checkpoint
+from converter.checkpoint_input import checkpoint_reference, freeze_checkpoint
 from converter.detect import detect_model
 from converter.protos import MetaGraphDef
 from converter.result import ConversionResult
@@ -265,6 +265,18 @@ def test_freezing_reads_values_as_data_and_names_what_does_not_fit(
         freeze_checkpoint(meta, ["probs"])
     expected = "variable conv/weights has shape [3, 3, 3, 4] in the checkpoint but [3, 3, 3, 5] in the graph"
     assert caught.value.message == expected
+
+
+@pytest.mark.parametrize("which", ["ref_checkpoint", "resource_checkpoint"])
+def test_verification_reference_is_the_unfrozen_checkpoint_graph(
+    which: str, request: pytest.FixtureRequest, tf: Any
+) -> None:
+    """Artifacts are checked against the training graph with the checkpoint's values, not against the
+    frozen graph convbot made: a mistake in freezing shows up as a failed check."""
+    facts = request.getfixturevalue(which)
+    image = random_input((2, 8, 8, 3), seed=6)
+    got = checkpoint_reference(_meta(facts), ["probs"])({"x": image})["probs"]
+    np.testing.assert_allclose(got, _checkpoint_probs(tf, _meta(facts), image), **TIGHT)
 
 
 def test_a_saved_models_variables_folder_alone_is_not_taken_for_a_checkpoint(saved_model, tmp_path: Path) -> None:
