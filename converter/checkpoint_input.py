@@ -305,10 +305,11 @@ def checkpoint_reference(meta_path: Path, outputs: Sequence[str]) -> Any:
 
     meta_graph = tf.compat.v1.MetaGraphDef()
     _parse_meta_graph(meta_path, meta_graph)
-    graph_def = meta_graph.graph_def
-    for node in graph_def.node:
-        node.device = ""  # the training run's placement (a GPU) does not exist here
-    keys = checkpoint_keys(graph_def, _saver_scope(meta_graph))
+    keys = checkpoint_keys(meta_graph.graph_def, _saver_scope(meta_graph))
+    # Only what the outputs need: the rest of a training graph (optimizer, summaries, savers) may
+    # hold ops this TensorFlow lacks. Devices are cleared: the training run's GPU is not here.
+    nodes = [NodeInfo(node.name, node.op, tuple(node.input)) for node in meta_graph.graph_def.node]
+    graph_def = _copy_needed_nodes(meta_graph.graph_def, needed_nodes(nodes, outputs))
     reader = _open_checkpoint(meta_path)
     graph = tf.Graph()
     with graph.as_default():
