@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -70,7 +71,10 @@ class _Worker:
 
 class LocalWorkerPool(ExecutionBackend):
     """`size` warm worker processes. A job that runs too long or uses too much memory is killed;
-    a worker that dies fails only its job and is replaced."""
+    a worker that dies fails only its job and is replaced.
+
+    Thread-safe: the service's dispatcher polls while another thread may stop or restart the pool.
+    """
 
     def __init__(self, size: int, log_path: Path, timeout_seconds: float, memory_mb: int) -> None:
         self.size = size
@@ -78,11 +82,13 @@ class LocalWorkerPool(ExecutionBackend):
         self.timeout_seconds = timeout_seconds
         self.memory_bytes = memory_mb * 1024 * 1024
         self.workers: list[_Worker] = []
+        self._lock = threading.RLock()
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        while len(self.workers) < self.size:
-            self.workers.append(self._spawn())
+        with self._lock:
+            while len(self.workers) < self.size:
+                self.workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
         parent, child = _CONTEXT.Pipe()
@@ -92,43 +98,56 @@ class LocalWorkerPool(ExecutionBackend):
         return _Worker(process, parent)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                worker.conn.send(("stop",))
-        deadline = time.monotonic() + 5
-        for worker in self.workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
-            worker.conn.close()
-        self.workers.clear()
+        with self._lock:
+            for worker in self.workers:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    worker.conn.send(("stop",))
+            deadline = time.monotonic() + 5
+            for worker in self.workers:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    worker.process.join()
+                worker.conn.close()
+            self.workers.clear()
 
     def free_slots(self) -> int:
-        return sum(1 for w in self.workers if w.ready and w.job_id is None)
+        with self._lock:
+            return sum(1 for w in self.workers if w.ready and w.job_id is None)
 
     def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
-        worker = next(w for w in self.workers if w.ready and w.job_id is None)
-        worker.job_id, worker.job_started, worker.kill_reason = job_id, time.monotonic(), ""
-        worker.conn.send(("job", job_id, kwargs))
+        with self._lock:
+            worker = next(w for w in self.workers if w.ready and w.job_id is None)
+            worker.job_id, worker.job_started, worker.kill_reason = job_id, time.monotonic(), ""
+            worker.conn.send(("job", job_id, kwargs))
 
     def kill(self, job_id: int, reason: str) -> None:
-        for worker in self.workers:
-            if worker.job_id == job_id and worker.process.is_alive():
-                worker.kill_reason = reason
-                worker.process.kill()
+        with self._lock:
+            for worker in self.workers:
+                if worker.job_id == job_id and worker.process.is_alive():
+                    worker.kill_reason = reason
+                    worker.process.kill()
 
     def poll(self, timeout: float) -> list[BackendEvent]:
         from multiprocessing.connection import wait
 
-        conns = [w.conn for w in self.workers]
-        ready = wait(conns, timeout) if conns else []
+        with self._lock:
+            conns = [w.conn for w in self.workers]
+        if not conns:  # stopped: nothing to wait on
+            time.sleep(timeout)
+            return []
+        try:
+            # Waited on outside the lock, so stop() is not held up; it may close these meanwhile.
+            ready = wait(conns, timeout)
+        except (OSError, ValueError):
+            ready = []
         events: list[BackendEvent] = []
-        for worker in list(self.workers):
-            if worker.conn in ready:
-                events.extend(self._drain(worker))
-        self._enforce_limits()
-        events.extend(self._replace_dead())
+        with self._lock:
+            for worker in list(self.workers):
+                if worker.conn in ready:
+                    events.extend(self._drain(worker))
+            self._enforce_limits()
+            events.extend(self._replace_dead())
         return events
 
     def _drain(self, worker: _Worker) -> list[BackendEvent]:
