@@ -8,6 +8,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from converter import formats as fmt
 from converter.archive import ArchiveLimits, archive_kind, extract_archive
@@ -155,7 +156,7 @@ def _check_tfjs_folder(model_json: Path) -> None:
         )
     for group in data.get("weightsManifest") or []:
         for shard in group.get("paths") or []:
-            if not (model_json.parent / str(shard)).is_file():
+            if not shard_file(model_json.parent, str(shard)).is_file():
                 raise UnsupportedModelError(
                     f"the TF.js weight shard {shard} named in model.json is missing; "
                     "send model.json and its shards together in one .zip"
@@ -248,6 +249,16 @@ def _checkpoint_size(meta: Path) -> int:
     prefix = checkpoint_prefix(meta)
     files = [p for p in prefix.parent.iterdir() if p.name.startswith(f"{prefix.name}.") and p.is_file()]
     return sum(p.stat().st_size for p in files)
+
+
+def shard_file(model_dir: Path, name: str) -> Path:
+    """The file a manifest path names. Paths are URLs relative to model.json, so %-escapes are
+    decoded as TF.js decodes them; a path out of the model folder is refused (uploads are hostile)."""
+    root = model_dir.resolve()
+    file = (root / unquote(name)).resolve()
+    if not file.is_relative_to(root) or file == root:
+        raise UnsupportedModelError(f"TF.js weight shard {name!r} lies outside the model folder")
+    return file
 
 
 def _classify_hdf5(path: Path) -> ModelFormat:

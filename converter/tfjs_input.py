@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from converter.detect import shard_file
 from converter.errors import UnsupportedModelError
 
 MODEL_JSON = "model.json"
@@ -63,12 +64,9 @@ _FUSED = {
 
 
 def _shard_bytes(model_dir: Path, paths: Iterable[str]) -> bytes:
-    root = model_dir.resolve()
     chunks: list[bytes] = []
     for name in paths:
-        file = (model_dir / name).resolve()
-        if not file.is_relative_to(root):
-            raise UnsupportedModelError(f"TF.js weight shard {name!r} lies outside the model folder")
+        file = shard_file(model_dir, name)
         if not file.is_file():
             raise UnsupportedModelError(f"TF.js weight shard {name!r} named in model.json is missing")
         chunks.append(file.read_bytes())

@@ -143,7 +143,12 @@ function readArtifacts(modelDir) {
     weightSpecs.push(...(group.weights ?? []));
     for (const shardPath of group.paths ?? []) {
       // Paths in the manifest are relative to model.json (URL-style, so they may be %-escaped).
-      const file = path.join(modelDir, decodeURIComponent(shardPath));
+      // An uploaded manifest is untrusted: a path that leads out of the model folder is refused.
+      const root = path.resolve(modelDir);
+      const file = path.resolve(root, decodeURIComponent(shardPath));
+      if (!file.startsWith(root + path.sep)) {
+        throw new StageError('load', `weight file ${shardPath} listed in model.json lies outside the model folder`);
+      }
       try {
         shards.push(readFileSync(file));
       } catch (error) {

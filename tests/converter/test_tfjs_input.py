@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from converter import inspect
 from converter.errors import UnsupportedModelError
 from converter.tfjs_input import read_tfjs_weights, tfjs_to_graph_def
 from converter.tfjs_runtime import run_tfjs_model
@@ -143,6 +145,20 @@ def test_missing_shard_is_named(tmp_path: Path) -> None:
     manifest = [{"paths": ["one.bin", "two.bin"], "weights": [{"name": "w", "shape": [4], "dtype": "float32"}]}]
     with pytest.raises(UnsupportedModelError, match=r"two\.bin"):
         read_tfjs_weights(tmp_path, manifest)
+
+
+@pytest.mark.parametrize("path", ["../secret.bin", "%2e%2e/%2e%2e/secret.bin", "/etc/hostname"])
+def test_a_shard_path_out_of_the_model_folder_is_refused(path: str, tmp_path: Path) -> None:
+    """Manifest paths are URLs relative to model.json; an upload's paths must not reach other files."""
+    upload = tmp_path / "upload.zip"
+    model = json.loads((DATA / "tfjs_emotion" / "model.json").read_text())
+    model["weightsManifest"][0]["paths"] = [path]
+    with zipfile.ZipFile(upload, "w") as archive:
+        archive.writestr("web/model.json", json.dumps(model))
+        archive.writestr("web/%2e%2e/%2e%2e/secret.bin", b"\0" * 64)  # literally named folders
+        archive.writestr("secret.bin", b"\0" * 64)
+    with pytest.raises(UnsupportedModelError, match="lies outside the model folder"):
+        inspect(upload)
 
 
 def test_unknown_op_is_refused(tmp_path: Path) -> None:

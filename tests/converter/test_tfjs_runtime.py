@@ -495,3 +495,17 @@ def test_real_emotion_model_runs() -> None:
 
     wasm = run_tfjs_model(EMOTION, {"input_1:0": faces}, ["Identity"], backend="wasm")
     np.testing.assert_allclose(wasm.outputs["Identity"], probabilities, rtol=RTOL, atol=ATOL)
+
+
+def test_a_shard_path_out_of_the_model_folder_is_not_read(tmp_path: Path) -> None:
+    """An uploaded model.json naming '../secret.bin': TF.js in Node.js refuses it instead of reading it."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(EMOTION, model_dir)
+    shard = next(model_dir.glob("*.bin"))
+    shard.rename(tmp_path / "secret.bin")
+    model = json.loads((model_dir / "model.json").read_text())
+    model["weightsManifest"][0]["paths"] = ["../secret.bin"]
+    (model_dir / "model.json").write_text(json.dumps(model))
+    with pytest.raises(TfjsRunError, match="lies outside the model folder") as caught:
+        run_tfjs_model(model_dir, {"input_1": np.zeros((1, 64, 64, 1), np.float32)}, None)
+    assert caught.value.stage == "load"
