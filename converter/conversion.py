@@ -150,7 +150,7 @@ def artifact_stem(original: Path) -> str:
     name = original.name
     if name == "model.json" and original.parent.name:
         return original.parent.name
-    for suffix in (".tar.gz", ".tgz", ".zip", ".pbtxt", ".pb", ".hdf5", ".h5", ".keras", ".tar", ".meta"):
+    for suffix in (".tar.gz", ".tgz", ".zip", ".pbtxt", ".pb", ".hdf5", ".h5", ".keras", ".tar", ".meta", ".json"):
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name or "model"

@@ -4,7 +4,9 @@ what is wrong with anything that is not a model convbot can read."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ GRAPH_DEF_FIELDS = frozenset({1, 2, 3, 4, 5})
 # MetaGraphDef: meta_info_def = 1, graph_def = 2, saver_def = 3, collection_def = 4, signature_def = 5, ...
 META_GRAPH_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7})
 CLASSIFY_FIELDS = 32
+MAX_MODEL_JSON_BYTES = 256 * 1024 * 1024  # a .json larger than this is not read to see if it is a TF.js model
 # The text file a TF1 Saver keeps beside its checkpoints, naming the latest one.
 CHECKPOINT_STATE_FILE = "checkpoint"
 CHECKPOINT_STATE_MAX_BYTES = 64 * 1024
@@ -59,7 +62,7 @@ def detect_model(path: Path, work_dir: Path, limits: ArchiveLimits = ArchiveLimi
     if not path.exists():
         raise UnsupportedModelError(f"no such file or folder: {path}")
     if path.is_dir():
-        return _detect_directory(path, path, tree_size(path))
+        return _detect_directory(path, path, tree_size(path), staging=work_dir)
     size = path.stat().st_size
     if size == 0:
         raise UnsupportedModelError("the file is empty")
@@ -82,11 +85,13 @@ def detect_model(path: Path, work_dir: Path, limits: ArchiveLimits = ArchiveLimi
         raise UnsupportedModelError("a gzip file that does not hold a tar archive; send a .zip or .tar.gz")
     text = _as_text(head)
     if text is not None:
-        return _detect_text(path, text, size)
+        return _detect_text(path, text, size, work_dir)
     return _detect_protobuf(path, size)
 
 
-def _detect_directory(folder: Path, original: Path, size: int) -> ModelSource:
+def _detect_directory(folder: Path, original: Path, size: int, staging: Path | None = None) -> ModelSource:
+    """What a folder holds. `staging` is a private folder for a user's own folder (CLI), which is
+    never written to; None means `folder` is convbot's own unpacked copy of an upload."""
     saved_models = sorted(folder.rglob(fmt.SAVED_MODEL_PB), key=lambda p: len(p.parts))
     if saved_models:
         root = saved_models[0].parent
@@ -96,10 +101,9 @@ def _detect_directory(folder: Path, original: Path, size: int) -> ModelSource:
         raise UnsupportedModelError(
             "text SavedModels (saved_model.pbtxt) are not supported; save it with tf.saved_model.save(...)"
         )
-    model_jsons = sorted(folder.rglob(fmt.TFJS_MODEL_JSON), key=lambda p: len(p.parts))
-    if model_jsons:
-        _check_tfjs_folder(model_jsons[0])
-        return ModelSource(ModelFormat.TFJS_GRAPH, model_jsons[0].parent, original, size)
+    model_json = _find_tfjs_model_json(folder)
+    if model_json is not None:
+        return _tfjs_source(model_json, original, size, staging)
     if _checkpoint_files(folder, "*.meta") or _checkpoint_files(folder, "*.index"):
         return ModelSource(ModelFormat.TF1_CHECKPOINT, _find_checkpoint_meta(folder), original, size)
     files = [p for p in folder.rglob("*") if p.is_file()]
@@ -142,25 +146,77 @@ def _missing_variables() -> UnsupportedModelError:
     )
 
 
+def _find_tfjs_model_json(folder: Path) -> Path | None:
+    """The TF.js model's JSON in `folder`: a `model.json`, else any .json whose content is a TF.js
+    model (tools name it freely: blazeface.json); the shallowest wins."""
+    candidates = sorted(folder.rglob("*.json"), key=lambda p: (len(p.parts), p.name != fmt.TFJS_MODEL_JSON, p.name))
+    for candidate in candidates:
+        if candidate.name == fmt.TFJS_MODEL_JSON or _looks_like_tfjs_model(candidate):
+            return candidate
+    return None
+
+
+def _looks_like_tfjs_model(path: Path) -> bool:
+    if not path.is_file() or path.stat().st_size > MAX_MODEL_JSON_BYTES:
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "modelTopology" in data and "weightsManifest" in data
+
+
+def _tfjs_source(model_json: Path, original: Path, size: int, staging: Path | None) -> ModelSource:
+    """A TF.js model whose JSON is `model_json`, as a folder holding `model.json` and its shards.
+
+    The loaders read `<folder>/model.json`. A JSON named otherwise is copied to that name: beside
+    itself in convbot's copy of an upload; for a user's folder, into `staging` with links to the
+    shards, so the user's files are never touched.
+    """
+    _check_tfjs_folder(model_json)
+    if model_json.name == fmt.TFJS_MODEL_JSON:
+        return ModelSource(ModelFormat.TFJS_GRAPH, model_json.parent, original, size)
+    if staging is None:
+        shutil.copyfile(model_json, model_json.parent / fmt.TFJS_MODEL_JSON)
+        return ModelSource(ModelFormat.TFJS_GRAPH, model_json.parent, original, size)
+    folder = staging / "tfjs-model"
+    folder.mkdir(parents=True)
+    shutil.copyfile(model_json, folder / fmt.TFJS_MODEL_JSON)
+    for shard in _manifest_paths(json.loads(model_json.read_text(encoding="utf-8"))):
+        link = shard_file(folder, shard)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(shard_file(model_json.parent, shard))
+    return ModelSource(ModelFormat.TFJS_GRAPH, folder, original, size)
+
+
+def _manifest_paths(data: dict[str, object]) -> list[str]:
+    """Every shard path the weights manifest names, in order (malformed entries skipped)."""
+    groups = data.get("weightsManifest")
+    if not isinstance(groups, list):
+        return []
+    paths = [group.get("paths") or [] for group in groups if isinstance(group, dict)]
+    return [str(path) for group_paths in paths if isinstance(group_paths, list) for path in group_paths]
+
+
 def _check_tfjs_folder(model_json: Path) -> None:
-    """A TF.js graph model whose weight shards are all beside model.json."""
+    """A TF.js graph model whose weight shards are all beside its JSON."""
     try:
         data = json.loads(model_json.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise UnsupportedModelError("model.json is not valid JSON") from error
+        raise UnsupportedModelError(f"{model_json.name} is not valid JSON") from error
     if not isinstance(data, dict) or not isinstance(data.get("modelTopology"), dict):
-        raise UnsupportedModelError("model.json has no modelTopology: it is not a TF.js model")
+        raise UnsupportedModelError(f"{model_json.name} has no modelTopology: it is not a TF.js model")
     if "node" not in data["modelTopology"]:
         raise UnsupportedModelError(
             "this is a TF.js layers model; only TF.js graph models are supported (convert the Keras original)"
         )
-    for group in data.get("weightsManifest") or []:
-        for shard in group.get("paths") or []:
-            if not shard_file(model_json.parent, str(shard)).is_file():
-                raise UnsupportedModelError(
-                    f"the TF.js weight shard {shard} named in model.json is missing; "
-                    "send model.json and its shards together in one .zip"
-                )
+    for shard in _manifest_paths(data):
+        if not shard_file(model_json.parent, shard).is_file():
+            raise UnsupportedModelError(
+                f"the TF.js weight shard {shard} named in {model_json.name} is missing; "
+                f"send {model_json.name} and its shards together in one .zip"
+            )
 
 
 def _checkpoint_files(folder: Path, pattern: str) -> list[Path]:
@@ -254,8 +310,9 @@ def _checkpoint_size(meta: Path) -> int:
 def shard_file(model_dir: Path, name: str) -> Path:
     """The file a manifest path names. Paths are URLs relative to model.json, so %-escapes are
     decoded as TF.js decodes them; a path out of the model folder is refused (uploads are hostile)."""
-    root = model_dir.resolve()
-    file = (root / unquote(name)).resolve()
+    # Normalised as text, as TF.js and Node.js do: links convbot made when staging a model stay links.
+    root = Path(os.path.normpath(model_dir.absolute()))
+    file = Path(os.path.normpath(root / unquote(name)))
     if not file.is_relative_to(root) or file == root:
         raise UnsupportedModelError(f"TF.js weight shard {name!r} lies outside the model folder")
     return file
@@ -303,7 +360,7 @@ def _as_text(head: bytes) -> str | None:
     return text
 
 
-def _detect_text(path: Path, text: str, size: int) -> ModelSource:
+def _detect_text(path: Path, text: str, size: int, work_dir: Path) -> ModelSource:
     stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).lstrip()
     if stripped.startswith("{"):
         try:
@@ -311,8 +368,8 @@ def _detect_text(path: Path, text: str, size: int) -> ModelSource:
         except (ValueError, UnicodeDecodeError):
             data = None
         if isinstance(data, dict) and ("modelTopology" in data or "weightsManifest" in data):
-            _check_tfjs_folder(path)  # a model.json given by path (CLI), its shards beside it
-            return ModelSource(ModelFormat.TFJS_GRAPH, path.parent, path, tree_size(path.parent))
+            # A TF.js model's JSON given by path (CLI), its shards beside it.
+            return _tfjs_source(path, path, tree_size(path.parent), staging=work_dir)
         raise UnsupportedModelError("this is a JSON file, not a model")
     if stripped.startswith(("node {", "node{")):
         return ModelSource(ModelFormat.FROZEN_GRAPH_TEXT, path, path, size)

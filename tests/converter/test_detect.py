@@ -111,6 +111,28 @@ def test_tfjs_graph_models_are_detected_and_a_missing_shard_is_named(tmp_path: P
     assert "layers model" in _refusal(layers, tmp_path)
 
 
+def test_a_tfjs_model_json_named_otherwise_is_found_by_content(tmp_path: Path) -> None:
+    """TF.js tools name the JSON freely (blazeface.json); a config.json beside it is not taken for it."""
+    source = Path(__file__).resolve().parents[1] / "data" / "tfjs_emotion"
+    folder = tmp_path / "web"
+    folder.mkdir()
+    shutil.copy(source / "model.json", folder / "emotion_graph.json")
+    shutil.copy(source / "emotion.bin", folder / "emotion.bin")
+    (folder / "config.json").write_text('{"labels": ["angry", "happy"]}')
+    summary = inspect(_zip_folder(folder, tmp_path / "web.zip", prefix="web/"))
+    assert summary.format is ModelFormat.TFJS_GRAPH and summary.suggested_inputs[0].name == "input_1"
+    # The CLI given the JSON or its folder: the user's folder is read, never written to.
+    before = sorted(p.name for p in folder.iterdir())
+    for given in (folder / "emotion_graph.json", folder):
+        detected = detect_model(given, tmp_path / f"work-{given.name}")
+        assert detected.format is ModelFormat.TFJS_GRAPH and (detected.path / "model.json").is_file()
+    assert sorted(p.name for p in folder.iterdir()) == before
+    (folder / "emotion.bin").unlink()
+    assert _refusal(folder / "emotion_graph.json", tmp_path).startswith(
+        "the TF.js weight shard emotion.bin named in emotion_graph.json is missing"
+    )
+
+
 def test_tflite_onnx_empty_truncated_random_refused(tf1_graph, tmp_path: Path) -> None:
     tflite = tmp_path / "model.pb"
     tflite.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(200))
