@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests import model_factory
@@ -263,6 +264,44 @@ def test_unknown_dimensions_are_asked_for(chat: Any, multihead_graph: Any, tmp_p
     fake.do(fake.api.user_sends_text, gus, "1,33,33,3")
     document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 7, since=since, timeout=FIRST_JOB)
     assert document.document is not None and document.document.file_name == "dynamic.tflite"
+
+
+def _graph_with_a_scalar_input(path: Path) -> Path:
+    """probs = softmax(image * gain), where gain's rank is not recorded (as rvm's downsample_ratio)."""
+    from converter.protos import GraphDef
+
+    graph = GraphDef()
+    image = graph.node.add(name="image", op="Placeholder")
+    image.attr["dtype"].type = 1  # DT_FLOAT
+    for size in (1, 4):
+        image.attr["shape"].shape.dim.add().size = size
+    gain = graph.node.add(name="gain", op="Placeholder")
+    gain.attr["dtype"].type = 1
+    gain.attr["shape"].shape.unknown_rank = True
+    graph.node.add(name="scaled", op="Mul", input=["image", "gain"]).attr["T"].type = 1
+    graph.node.add(name="probs", op="Softmax", input=["scaled"]).attr["T"].type = 1
+    path.write_bytes(graph.SerializeToString())
+    return path
+
+
+def test_a_scalar_input_is_asked_for_and_answered_scalar(chat: Any, tmp_path: Path, tf: Any) -> None:
+    fake, _ = chat
+    kim = user(4)
+    since = send_model(fake, kim, _graph_with_a_scalar_input(tmp_path / "gain.pb"), "gain.pb")
+    fake.wait_for_text(4, "Suggested outputs", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, kim, "/convert tflite out=probs")
+    question = fake.wait_for_text(4, "Reply with the full shape", since=since)
+    assert "gain" in question.text and "scalar" in question.text
+    fake.do(fake.api.user_sends_text, kim, "scalar")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 4, since=since, timeout=FIRST_JOB)
+    assert document.document is not None and document.document.file_name == "gain.tflite"
+    assert "passed" in document.document.caption
+    tflite = tmp_path / "gain.tflite"
+    tflite.write_bytes(document.document.data)
+    image = random_input((1, 4), seed=4)
+    got = run_tflite(tflite, {"image": image, "gain": np.float32(3.0)})["probs"]
+    np.testing.assert_allclose(got, tf.nn.softmax(image * 3.0).numpy(), rtol=1e-5)
 
 
 def test_zipped_tfjs_graph_model_to_tflite_pb_and_saved_model(chat: Any, tmp_path: Path, tf: Any) -> None:
