@@ -27,7 +27,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApiThre
         fake.api.root_url,
         root / "data",
         root / "bot.log",
-        allowed_users="1,2,3,4,5,6,7,8,9",
+        allowed_users="1,2,3,4,5,6,7,8,9,10",
         admins="1",
         daily_jobs="6",
         test_hook="hang@slow_",
@@ -286,15 +286,15 @@ def _graph_with_a_scalar_input(path: Path) -> Path:
 
 def test_a_scalar_input_is_asked_for_and_answered_scalar(chat: Any, tmp_path: Path, tf: Any) -> None:
     fake, _ = chat
-    kim = user(4)
-    since = send_model(fake, kim, _graph_with_a_scalar_input(tmp_path / "gain.pb"), "gain.pb")
-    fake.wait_for_text(4, "Suggested outputs", since=since)
+    lee = user(10)
+    since = send_model(fake, lee, _graph_with_a_scalar_input(tmp_path / "gain.pb"), "gain.pb")
+    fake.wait_for_text(10, "Suggested outputs", since=since)
     since = fake.mark()
-    fake.do(fake.api.user_sends_text, kim, "/convert tflite out=probs")
-    question = fake.wait_for_text(4, "Reply with the full shape", since=since)
+    fake.do(fake.api.user_sends_text, lee, "/convert tflite out=probs")
+    question = fake.wait_for_text(10, "Reply with the full shape", since=since)
     assert "gain" in question.text and "scalar" in question.text
-    fake.do(fake.api.user_sends_text, kim, "scalar")
-    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 4, since=since, timeout=FIRST_JOB)
+    fake.do(fake.api.user_sends_text, lee, "scalar")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 10, since=since, timeout=FIRST_JOB)
     assert document.document is not None and document.document.file_name == "gain.tflite"
     assert "passed" in document.document.caption
     tflite = tmp_path / "gain.tflite"
