@@ -10,6 +10,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from converter import formats as fmt
@@ -173,7 +174,7 @@ def _tfjs_source(model_json: Path, original: Path, size: int, staging: Path | No
     itself in convbot's copy of an upload; for a user's folder, into `staging` with links to the
     shards, so the user's files are never touched.
     """
-    _check_tfjs_folder(model_json)
+    model = _check_tfjs_folder(model_json)
     if model_json.name == fmt.TFJS_MODEL_JSON:
         return ModelSource(ModelFormat.TFJS_GRAPH, model_json.parent, original, size)
     if staging is None:
@@ -182,7 +183,7 @@ def _tfjs_source(model_json: Path, original: Path, size: int, staging: Path | No
     folder = staging / "tfjs-model"
     folder.mkdir(parents=True)
     shutil.copyfile(model_json, folder / fmt.TFJS_MODEL_JSON)
-    for shard in _manifest_paths(json.loads(model_json.read_text(encoding="utf-8"))):
+    for shard in _manifest_paths(model):
         link = shard_file(folder, shard)
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
@@ -199,8 +200,8 @@ def _manifest_paths(data: dict[str, object]) -> list[str]:
     return [str(path) for group_paths in paths if isinstance(group_paths, list) for path in group_paths]
 
 
-def _check_tfjs_folder(model_json: Path) -> None:
-    """A TF.js graph model whose weight shards are all beside its JSON."""
+def _check_tfjs_folder(model_json: Path) -> dict[str, Any]:
+    """The parsed JSON of a TF.js graph model whose weight shards are all beside it."""
     try:
         data = json.loads(model_json.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as error:
@@ -217,6 +218,7 @@ def _check_tfjs_folder(model_json: Path) -> None:
                 f"the TF.js weight shard {shard} named in {model_json.name} is missing; "
                 f"send {model_json.name} and its shards together in one .zip"
             )
+    return data
 
 
 def _checkpoint_files(folder: Path, pattern: str) -> list[Path]:
