@@ -22,14 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from cli.render import table
+from tests.tfjs_model_shapes import SHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = "tflite,pb"
-# Shapes TF.js leaves unknown; rvm's recurrent states start as scalar zeros, its ratio is a scalar.
-SHAPES: dict[str, tuple[str, ...]] = {
-    "faceboxes": ("image_tensor:1,128,128,3",),
-    "rvm": ("src:1,128,128,3", "downsample_ratio:scalar", "r1i:scalar", "r2i:scalar", "r3i:scalar", "r4i:scalar"),
-}
 CAPTION = re.compile(r"(passed|failed|not run|error), max error ([0-9.e+-]+) \(([0-9.e+-]+) of scale\)")
 
 

@@ -20,16 +20,9 @@ from converter.formats import ModelFormat
 from converter.options import parse_shape
 from converter.tfjs_runtime import run_tfjs_model
 from tests.converter.conftest import random_input, run_frozen_graph
+from tests.tfjs_model_shapes import RVM_STATES, SHAPES
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-RVM_STATES = ("r1i", "r2i", "r3i", "r4i")
-
-# What a user has to say for each model: shapes TF.js leaves unknown. rvm's recurrent states start
-# as scalar zeros (as in its web demo) and its downsample ratio is a scalar.
-SHAPES: dict[str, tuple[str, ...]] = {
-    "faceboxes": ("image_tensor:1,128,128,3",),
-    "rvm": ("src:1,128,128,3", "downsample_ratio:scalar", *(f"{state}:scalar" for state in RVM_STATES)),
-}
 MODELS = ["blazeface", "emotion", "faceboxes", "facemesh", "movenet-lightning", "rvm", "selfie"]
 
 
