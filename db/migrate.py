@@ -36,6 +36,7 @@ from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeEngine
 
 from db.models import Base
+from db.sqlite_file import sqlite_file_path, switch_to_wal
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -113,13 +114,13 @@ def migration_engine(url: str) -> Engine:
         return create_engine(url, poolclass=NullPool)
     engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
 
+    database = sqlite_file_path(url)
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver emits no BEGIN/COMMIT of its own: DDL is transactional
-        if _is_file_database(make_url(url)):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # persistent in the file: set once, before any writer
-            cursor.close()
+        if database is not None:
+            switch_to_wal(dbapi_connection, database)  # persistent in the file: before any writer
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:

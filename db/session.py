@@ -7,16 +7,20 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.sqlite_file import sqlite_file_path, switch_to_wal
+
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        database = sqlite_file_path(url)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            if database is not None:
+                switch_to_wal(connection, database)  # readers do not block the writer
             cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()

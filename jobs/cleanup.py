@@ -11,7 +11,7 @@ Safety rules, whatever the database says:
 - directories are never descended through symlinks (walks use lstat, `shutil.rmtree` does not
   follow links);
 - the data dir itself, its `models`, `artifacts` and `tmp` dirs and the SQLite database
-  (`convbot.db` and its `-wal`, `-shm`, `-journal` files) are never removed.
+  (`convbot.db` and its `-wal`, `-shm`, `-journal`, `-lock` files) are never removed.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ORPHAN_GRACE = timedelta(minutes=10)
 TMP_GRACE = timedelta(hours=1)
 # Jobs whose model (and artifacts) must stay on disk whatever their age.
 ACTIVE_JOB_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.INTERRUPTED.value)
-SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: db/sqlite_file.py
 
 Record = Artifact | UploadedModel
 
