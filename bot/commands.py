@@ -138,7 +138,8 @@ def _age(seconds: float) -> str:
 
 
 def _status_keyword(job: Job) -> str:
-    if job.status == JobStatus.SUCCEEDED.value and job.artifacts and all(a.deleted_at for a in job.artifacts):
+    delivered = job.status in (JobStatus.SUCCEEDED.value, JobStatus.PARTIAL.value)
+    if delivered and job.artifacts and all(a.deleted_at for a in job.artifacts):
         return "expired"
     return job.status
 
@@ -177,7 +178,7 @@ async def show_job(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await message.reply_text(texts.job_line.format(**row))
     if status == "expired":
         await message.reply_text(texts.files_expired.format(job_id=job_id))
-    elif status == "succeeded" and job_id is not None:
+    elif status in (JobStatus.SUCCEEDED.value, JobStatus.PARTIAL.value) and job_id is not None:
         await send_results(context, bot_services, job_id, request.chat_id, texts, resend=True)
 
 

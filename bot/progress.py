@@ -16,7 +16,7 @@ from telegram.ext import Application, ContextTypes
 
 from bot.services import BotServices
 from bot.texts import Texts, texts_for
-from bot.views import cancel_keyboard, report_text, validation_line
+from bot.views import cancel_keyboard, caption_text, report_text
 from converter.archive import zip_folder
 from converter.units import format_size
 from db.models import Artifact, Job
@@ -73,9 +73,10 @@ class ProgressReporter:
                     return
                 stage = texts.stages.get(event.stage, event.stage)
                 await self._status(event.job_id, chat_id, texts.stage.format(job_id=event.job_id, stage=stage), texts)
-            elif event.kind == "succeeded":
+            elif event.kind == "succeeded":  # with a message: some targets were withheld (partial)
+                done = texts.partial.format(job_id=event.job_id, reason=event.message) if event.message else None
                 await self._status(
-                    event.job_id, chat_id, texts.succeeded.format(job_id=event.job_id), texts, final=True
+                    event.job_id, chat_id, done or texts.succeeded.format(job_id=event.job_id), texts, final=True
                 )
                 await send_results(self.application, self.services, event.job_id, chat_id, texts)
             elif event.kind == "failed":
@@ -138,8 +139,6 @@ async def send_results(
     artifacts, result = job_data
     checks = {(c["target"], c["quantization"]): c for c in result.get("validation", [])}
     for artifact_id, kind, quant, path, file_id in artifacts:
-        check = checks.get((kind, quant))
-        check_text = validation_line(check) if check else "not run"
         source = Path(path)
         upload_name = source.name if source.is_file() else f"{source.name}.zip"
         if source.is_dir():
@@ -149,7 +148,7 @@ async def send_results(
         else:
             document = source
         size = Path(document).stat().st_size
-        caption = texts.caption.format(name=upload_name, size=format_size(size), quant=quant, check=check_text)
+        caption = caption_text(texts, checks.get((kind, quant)), upload_name, format_size(size), quant)
         sent = await bot.send_document(
             chat_id, document=file_id or Path(document).read_bytes(), filename=upload_name, caption=caption[:1000]
         )

@@ -47,6 +47,7 @@ class Texts:
     stage: str
     stages: dict[str, str]
     succeeded: str
+    partial: str
     failed: str
     cancelled: str
     interrupted: str
@@ -59,6 +60,11 @@ class Texts:
     job_line: str
     files_expired: str
     caption: str
+    caption_mismatch: str
+    advice_quantized: str
+    advice_float32: str
+    culprit: str
+    withheld: str
     report: str
     not_admin: str
     stats: str
@@ -128,6 +134,7 @@ EN = Texts(
         "validating": "checking the results",
     },
     succeeded="Job #{job_id} done.",
+    partial="Job #{job_id} done, but not every file is sent: {reason}",
     failed="Job #{job_id} failed: {reason}",
     cancelled="Job #{job_id} cancelled.",
     interrupted="Job #{job_id} was interrupted by a restart; it is queued again and will run shortly.",
@@ -140,6 +147,15 @@ EN = Texts(
     job_line="#{job_id} {model} → {targets}: {status}, {age} ago",
     files_expired="The files of job #{job_id} have expired; send the model again.",
     caption="{name}: {size}, weights {quant}. Check: {check}",
+    caption_mismatch=(
+        "⚠ This file does not compute what your model computes: its outputs differ by up to {percent} of their "
+        "range (allowed: {allowed}). {advice}{culprit}\n"
+    ),
+    advice_quantized="Weights stored as {quant} move this model's outputs that much: keep float32, or try another "
+    "quantization (quant=none, float16, uint16).",
+    advice_float32="Its runtime computes differently from TensorFlow for this model; the report says where.",
+    culprit=" First differs at {culprit}.",
+    withheld="Not sent: {target}. It failed to run: {reason}",
     report="Job #{job_id} report\nTimings: {timings}\n{warnings}{manifest}",
     not_admin="This command is for admins.",
     stats="Users: {users}\nJobs: {jobs}\nDisk used: {disk}",
@@ -209,6 +225,7 @@ ZH = Texts(
         "validating": "核对结果",
     },
     succeeded="任务 #{job_id} 完成，状态：succeeded。",
+    partial="任务 #{job_id} 完成（partial），但并非所有文件都已发送：{reason}",
     failed="任务 #{job_id} 失败（failed）：{reason}",
     cancelled="任务 #{job_id} 已取消，状态：cancelled。",
     interrupted="任务 #{job_id} 因重启被中断（interrupted），已重新排队，很快会运行。",
@@ -221,6 +238,15 @@ ZH = Texts(
     job_line="#{job_id} {model} → {targets}：{status}，{age}前",
     files_expired="任务 #{job_id} 的文件已过期（expired）；请重新发送模型。",
     caption="{name}：{size}，权重 {quant}。核对：{check}",
+    caption_mismatch=(
+        "⚠ 此文件的计算结果与您的模型不一致：输出最多偏离其范围的 {percent}（允许：{allowed}）。{advice}{culprit}\n"
+    ),
+    advice_quantized=(
+        "以 {quant} 存储权重使该模型的输出偏离这么多：请保留 float32，或尝试其他量化（quant=none、float16、uint16）。"
+    ),
+    advice_float32="对该模型，其运行时的计算与 TensorFlow 不同；报告中写明了位置。",
+    culprit="首个不同之处：{culprit}。",
+    withheld="未发送：{target}。它无法运行：{reason}",
     report="任务 #{job_id} 报告\n耗时：{timings}\n{warnings}{manifest}",
     not_admin="此命令仅限管理员。",
     stats="用户：{users}\n任务：{jobs}\n磁盘占用：{disk}",

@@ -184,9 +184,42 @@ def validation_line(check: dict[str, Any]) -> str:
     return f"{check['status']}, max error {worst['max_abs_error']:.1e} ({worst['max_rel_error']:.1e} of scale)"
 
 
+def caption_text(texts: Texts, check: dict[str, Any] | None, name: str, size: str, quant: str) -> str:
+    """A file's caption; one that computes something else than the model begins with that verdict in words."""
+    caption = texts.caption.format(
+        name=name, size=size, quant=quant, check=validation_line(check) if check else "not run"
+    )
+    if check is None or check["status"] != "failed":
+        return caption
+    return mismatch_text(texts, check) + caption
+
+
+def mismatch_text(texts: Texts, check: dict[str, Any]) -> str:
+    worst = max(check["outputs"], key=lambda o: o["max_rel_error"])
+    quant = check["quantization"]
+    advice = texts.advice_float32 if quant == "none" else texts.advice_quantized.format(quant=quant)
+    culprit = texts.culprit.format(culprit=check["culprit"]) if check.get("culprit") else ""
+    return texts.caption_mismatch.format(
+        percent=_percent(worst["max_rel_error"]), allowed=_percent(check["tolerance"]), advice=advice, culprit=culprit
+    )
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.2g} %"
+
+
+def withheld_lines(texts: Texts, result: dict[str, Any]) -> list[str]:
+    """The files not sent because they failed to load or run, and why."""
+    return [
+        texts.withheld.format(target=check["target"], reason=check["message"])
+        for check in result.get("validation", [])
+        if check["status"] == "error"
+    ]
+
+
 def report_text(texts: Texts, job_id: int, result: dict[str, Any]) -> str:
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.get("timings", {}).items())
-    warnings = "".join(f"⚠ {w}\n" for w in result.get("warnings", []))
+    warnings = "".join(f"⚠ {w}\n" for w in [*withheld_lines(texts, result), *result.get("warnings", [])])
     manifest_lines = []
     for check in result.get("validation", []):
         target = check["target"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from converter.op_support import OpFinding
-from converter.result import ConversionResult
+from converter.result import ERROR, ConversionResult
 from converter.summary import ModelSummary, Shape, TensorSpec
 from converter.units import format_size
 
@@ -163,7 +163,12 @@ def render_result(result: ConversionResult) -> str:
     lines = [
         table(
             ["target", "quantization", "size", "path"],
-            [[a.target.value, a.quantization.value, format_size(a.size), a.path] for a in result.artifacts],
+            [[a.target.value, a.quantization.value, format_size(a.size), a.path] for a in result.artifacts]
+            + [
+                [c.target.value, c.quantization.value, "-", f"not kept: it failed to run ({c.message})"]
+                for c in result.validation
+                if c.status == ERROR
+            ],
         )
     ]
     lines.append("")

@@ -24,7 +24,7 @@ from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
-from converter.result import NOT_RUN, Artifact, ArtifactCheck, ConversionResult
+from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, ConversionResult
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
 from converter.verify import (
@@ -205,6 +205,7 @@ def convert_in_process(
     if options.verify:
         with stages.stage("validate"):
             validation = _verify(source, summary, plan, options, artifacts, original)
+        artifacts = withhold_unrunnable(artifacts, validation)
     if needs_flex:
         warnings.append(
             "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
@@ -429,6 +430,27 @@ def _verify(
     else:
         reference = reference_runner(source.format, source.path, output_keys, signature)
     return verify_artifacts(artifacts, output_keys, input_sets, reference)
+
+
+def withhold_unrunnable(artifacts: list[Artifact], validation: tuple[ArtifactCheck, ...]) -> list[Artifact]:
+    """The artifacts that may be delivered: one that failed to load or run in its runtime (status `error`) is
+    deleted and left out, its check kept with the reason; every other artifact stays, a failed one included (it
+    runs, and its verdict goes with it)."""
+    broken = {(check.target, check.quantization) for check in validation if check.status == ERROR}
+    kept = []
+    for artifact in artifacts:
+        if (artifact.target, artifact.quantization) in broken:
+            _remove(Path(artifact.path))
+        else:
+            kept.append(artifact)
+    return kept
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _not_verified(artifacts: list[Artifact], reason: str) -> tuple[ArtifactCheck, ...]:

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from converter.formats import Quantization
 from converter.options import ConversionOptions
-from converter.result import ConversionResult, sha256_file
+from converter.result import ERROR, ConversionResult, sha256_file
 from db.models import Artifact, Job, JobStatus, UploadedModel, User, utcnow
 
 WAITING = (JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value)
@@ -125,13 +126,28 @@ def record_result(session: Session, job: Job, result: ConversionResult, retentio
                 expires_at=now + retention,
             )
         )
-    job.status = JobStatus.SUCCEEDED.value
-    job.stage = "done"
     job.finished_at = now
     job.timings = result.timings
     job.tool_versions = result.versions
     job.result = result.to_dict()
     job.error_log = result.log[-100_000:]
+    withheld = withheld_targets(result)
+    if withheld and not result.artifacts:
+        job.status, job.stage = JobStatus.FAILED.value, "failed"
+    else:
+        job.status, job.stage = (JobStatus.PARTIAL if withheld else JobStatus.SUCCEEDED).value, "done"
+    job.error_message = "; ".join(f"{target}: {reason}" for target, reason in withheld.items())
+
+
+def withheld_targets(result: ConversionResult) -> dict[str, str]:
+    """The artifacts that failed to load or run, and were therefore not kept: `target` (with its quantization
+    when not none) -> why."""
+    withheld = {}
+    for check in result.validation:
+        if check.status == ERROR:
+            quantization = "" if check.quantization is Quantization.NONE else f" {check.quantization.value}"
+            withheld[f"{check.target.value}{quantization}"] = check.message
+    return withheld
 
 
 def copy_cached_result(session: Session, job: Job, cached: Job) -> None:

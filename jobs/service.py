@@ -293,7 +293,10 @@ class JobService:
             elif event.kind == "done":
                 retention = timedelta(hours=self.settings.retention_hours)
                 records.record_result(session, job, event.result, retention)
-                out = JobEvent(job.id, job.user_id, "succeeded", stage="done")
+                if job.status == JobStatus.FAILED.value:  # no artifact ran: nothing to deliver
+                    out = JobEvent(job.id, job.user_id, "failed", stage="failed", message=job.error_message)
+                else:  # partial: the message names the targets withheld
+                    out = JobEvent(job.id, job.user_id, "succeeded", stage="done", message=job.error_message)
             else:
                 records.finish_failed(job, event.message, event.log)
                 out = JobEvent(job.id, job.user_id, "failed", stage="failed", message=event.message)

@@ -579,6 +579,51 @@ def write_multihead_graph(pb_path: PathLike) -> ModelFacts:
     )
 
 
+def write_einsum_diagonal_graph(pb_path: PathLike) -> ModelFacts:
+    """x (3, 3) -> Einsum "ii->i" -> "diag": TensorFlow and TFLite run it; TF.js 4.22 converts it but fails at
+    execute ("duplicate axes ... not implemented"): a TF.js artifact that cannot run. Written as protos, no TF."""
+    from converter.protos import GraphDef
+
+    pb = _prepare(pb_path)
+    graph = GraphDef()
+    x = graph.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = 1  # DT_FLOAT
+    for size in (3, 3):
+        x.attr["shape"].shape.dim.add().size = size
+    einsum = graph.node.add(name="diag", op="Einsum", input=["x"])
+    einsum.attr["equation"].s = b"ii->i"
+    einsum.attr["N"].i = 1
+    einsum.attr["T"].type = 1
+    pb.write_bytes(graph.SerializeToString())
+    return ModelFacts(
+        path=pb, kind="frozen_pb", inputs=("x",), outputs=("diag",), input_shapes={"x": (3, 3)}, output_shapes={}
+    )
+
+
+def write_cancelling_weights_graph(pb_path: PathLike) -> ModelFacts:
+    """x (1, 64) -> "margin" = x @ (W + 0.3) - x @ W, W about 1000: float16 weights round W by up to 0.25, so the
+    float16 variants are off by about 17 % of the output's scale (float32 is exact to 1e-6)."""
+    import numpy as np
+    import tensorflow as tf
+
+    pb = _prepare(pb_path)
+    w = (1000 + _rng(7).random_sample((64, 8))).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 64], name="x")
+        wide = tf.matmul(x, tf.constant(w + np.float32(0.3), name="w_plus"))
+        tf.identity(wide - tf.matmul(x, tf.constant(w, name="w")), name="margin")
+    _write_graph_def(graph.as_graph_def(), pb)
+    return ModelFacts(
+        path=pb,
+        kind="frozen_pb",
+        inputs=("x",),
+        outputs=("margin",),
+        input_shapes={"x": (1, 64)},
+        output_shapes={"margin": (1, 8)},
+    )
+
+
 def write_tf1_checkpoint(
     zip_path: PathLike, *, resource_variables: bool = False, renamed_keys: bool = False, shards: int = 1
 ) -> ModelFacts:

@@ -94,3 +94,22 @@ def test_convert_bad_option_names_the_fix(multihead_graph, tmp_path: Path) -> No
     done = convbot("convert", str(multihead_graph.path), "--quant", "int4", "-o", str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.strip() == "convbot: unknown quantization 'int4'; use none, float16, dynamic, uint8 or uint16"
+
+
+def test_a_file_that_fails_to_run_is_not_kept_and_the_others_are(tmp_path: Path) -> None:
+    """TF.js converts an Einsum "ii->i" but cannot execute it: the TF.js folder is not left in the output folder as
+    if it were a result, the .tflite (which runs and is right) is, and the exit status says a target failed."""
+    import numpy as np
+
+    from tests import model_factory
+    from tests.converter.conftest import random_input, run_tflite
+
+    model = model_factory.write_einsum_diagonal_graph(tmp_path / "diag.pb").path
+    out = tmp_path / "out"
+    done = convbot("convert", str(model), "--to", "tflite,tfjs", "-o", str(out))
+
+    assert done.returncode == 2, done.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["diag.tflite"]
+    assert "not kept: it failed to run (TF.js failed at execute: Found duplicate axes" in done.stdout
+    x = random_input((3, 3), seed=5)
+    np.testing.assert_allclose(run_tflite(out / "diag.tflite", {"x": x})["diag"], np.diag(x))

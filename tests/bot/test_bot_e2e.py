@@ -4,6 +4,7 @@ fake Bot API on 127.0.0.1 standing in for Telegram and its users."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApiThre
         fake.api.root_url,
         root / "data",
         root / "bot.log",
-        allowed_users="1,2,3,4,5,6,7,8,9,10",
+        allowed_users="1,2,3,4,5,6,7,8,9,10,12,13",
         admins="1",
         daily_jobs="6",
         test_hook="hang@slow_",
@@ -368,6 +369,49 @@ def test_tf1_checkpoint_zip_to_a_saved_model_with_buttons(chat: Any, tmp_path: P
     assert document.file_name == "mnist_ckpt_saved_model.zip" and "passed" in document.caption
     with zipfile.ZipFile(io.BytesIO(document.data)) as archive:
         assert "mnist_ckpt_saved_model/saved_model.pb" in archive.namelist()
+
+
+def test_a_file_that_fails_to_run_is_not_sent_and_the_job_says_so(chat: Any, tmp_path: Path) -> None:
+    """TF.js cannot execute an Einsum "ii->i": the .tflite is sent, the TF.js zip is not, the status message and
+    the report say why, and /jobs shows the job as partial."""
+    fake, _ = chat
+    una = user(12)
+    model = model_factory.write_einsum_diagonal_graph(tmp_path / "diag.pb").path
+    since = send_model(fake, una, model, "diag.pb")
+    fake.wait_for_text(12, "Suggested outputs", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, una, "/convert all")
+    report = fake.wait_for_text(12, "report", since=since, timeout=FIRST_JOB)
+    assert "Not sent: tfjs. It failed to run: TF.js failed at execute: Found duplicate axes" in report.text
+    documents = fake.do(lambda: [a for a in fake.api.sent[since:] if a.method == "sendDocument" and a.chat_id == 12])
+    assert [a.document.file_name for a in documents] == ["diag.tflite"]
+    assert documents[0].document.caption.startswith("diag.tflite") and "passed" in documents[0].document.caption
+    status = fake.wait_for_text(12, "not every file is sent", since=since)
+    assert "tfjs: TF.js failed at execute" in status.text
+
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, una, "/jobs")
+    assert "diag.pb → tflite,tfjs: partial" in fake.wait_for_text(12, "Your recent jobs", since=since).text
+
+
+def test_a_file_outside_its_tolerance_says_so_first_in_its_caption(chat: Any, tmp_path: Path, tf: Any) -> None:
+    """float16 weights move this model's output by about 17 % of its range: the user asked for float16, so the file
+    is sent, and its caption begins with that verdict in words and what to do."""
+    fake, _ = chat
+    vic = user(13)
+    model = model_factory.write_cancelling_weights_graph(tmp_path / "margin.pb").path
+    since = send_model(fake, vic, model, "margin.pb")
+    fake.wait_for_text(13, "Suggested outputs", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, vic, "/convert tfjs quant=float16")
+    document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 13, since=since, timeout=FIRST_JOB)
+    caption = document.document.caption
+    verdict = (
+        r"⚠ This file does not compute what your model computes: its outputs differ by up to [1-3]\d % of their "
+        r"range \(allowed: 1 %\)\. Weights stored as float16 move this model's outputs that much: keep float32"
+    )
+    assert re.match(verdict, caption), caption
+    assert "margin_tfjs.zip" in caption and "Check: failed" in caption
 
 
 def test_daily_quota(chat: Any) -> None:
