@@ -343,7 +343,7 @@ def _convert_via_saved_model(
     if Target.TFJS in options.targets:
         with stages.stage("convert_tfjs"):
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
-            logs.append(tfjs_from_saved_model(serving_dir, options.tfjs_quantization, tfjs_dir))
+            logs.append(tfjs_from_saved_model(serving_dir, output_keys, options.tfjs_quantization, tfjs_dir))
         artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
     if Target.FROZEN_GRAPH in options.targets:
         with stages.stage("write_pb"):

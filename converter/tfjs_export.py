@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from converter.error_messages import explain_failure
 from converter.errors import ConversionError
 from converter.formats import ModelFormat, Quantization, Target
 from converter.tfjs_input import stored_dtype  # the same table the TF.js reader decodes with
+from converter.tfjs_signature import key_tfjs_signature, signature_tensor_names
 
 # tensorflow_decision_forests (pulled in by tensorflowjs) imports IPython for a welcome banner
 # whenever stdout is redirected (as under pytest or redirect_stdout), and IPython is not installed.
@@ -56,11 +58,14 @@ def tfjs_from_frozen_graph(graph_path: Path, outputs: list[str], quantization: Q
     )
 
 
-def tfjs_from_saved_model(saved_model_dir: Path, quantization: Quantization, out_dir: Path) -> str:
-    """A TF.js graph model of the serving signature; its signature keeps the keys."""
+def tfjs_from_saved_model(
+    saved_model_dir: Path, output_keys: Sequence[str], quantization: Quantization, out_dir: Path
+) -> str:
+    """A TF.js graph model of the serving signature; its signature keeps the keys, outputs in the
+    order of `output_keys`."""
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
 
-    return _run_tfjs(
+    log = _run_tfjs(
         lambda: tfjs.convert_tf_saved_model(
             str(saved_model_dir),
             str(out_dir),
@@ -69,6 +74,10 @@ def tfjs_from_saved_model(saved_model_dir: Path, quantization: Quantization, out
             quantization_dtype_map=_quantization_map(quantization),
         )
     )
+    # tensorflowjs keys the signature by matching shapes, which fails for outputs alike.
+    inputs, outputs = signature_tensor_names(saved_model_dir, fmt.SERVING_SIGNATURE)
+    key_tfjs_signature(out_dir, inputs, outputs, output_keys)
+    return log
 
 
 def tfjs_layers_from_keras(
