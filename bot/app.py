@@ -22,6 +22,7 @@ from telegram.ext import (
 )
 
 from bot import commands, dialogue, uploads
+from bot.chat_order import PerChatUpdateProcessor
 from bot.progress import ProgressReporter
 from bot.services import BotServices, services
 from bot.settings import BotSettings
@@ -77,7 +78,9 @@ def build_application(settings: BotSettings) -> Application[Any, Any, Any, Any, 
         .local_mode(settings.local_api)
         # Waits out flood limits (RetryAfter) on every Bot API call, not only uploads.
         .rate_limiter(AIORateLimiter(max_retries=5))
-        .concurrent_updates(True)
+        # Chats at once (up to 256 updates), each chat's updates in order: a command sent while its
+        # upload is being read runs on that upload.
+        .concurrent_updates(PerChatUpdateProcessor(256))
         .post_init(_start_services)
         .post_shutdown(_stop_services)
     )
@@ -93,7 +96,7 @@ def build_application(settings: BotSettings) -> Application[Any, Any, Any, Any, 
     application.add_handler(CommandHandler("cancel", commands.cancel))
     application.add_handler(CommandHandler("stats", commands.show_stats))
     application.add_handler(CommandHandler("cleanup", commands.run_cleanup_now))
-    application.add_handler(MessageHandler(filters.Document.ALL, uploads.receive_model))
+    application.add_handler(MessageHandler(filters.Document.ALL, commands.receive_document))
     application.add_handler(CallbackQueryHandler(dialogue.press_button))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, dialogue.reply_text))
     application.add_handler(

@@ -15,7 +15,7 @@ from telegram.ext import ContextTypes
 from bot.conversions import parse_convert_args, start_conversion
 from bot.services import BotServices, services
 from bot.texts import Texts
-from bot.uploads import new_draft, record_user, user_texts
+from bot.uploads import new_draft, receive_model, record_user, user_texts
 from bot.views import nodes_page
 from converter.errors import ConvbotError
 from converter.units import format_size, tree_size
@@ -92,8 +92,28 @@ async def list_nodes(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await message.reply_text(page_text, reply_markup=keyboard)
 
 
+async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A model file; a caption that is a /convert command (`/convert tflite quant=float16`) then runs on it."""
+    message = update.effective_message
+    arguments = caption_command(message.caption if message else None, "convert")
+    if await receive_model(update, context) and arguments is not None:
+        await convert_with_arguments(update, context, arguments)
+
+
+def caption_command(caption: str | None, command: str) -> list[str] | None:
+    """The arguments of `/command ...` (or `/command@bot ...`) written as a caption; None if it is not one."""
+    words = (caption or "").split()
+    if not words or words[0].split("@", 1)[0].lower() != f"/{command}":
+        return None
+    return words[1:]
+
+
 async def convert_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Convert the current model in one line."""
+    await convert_with_arguments(update, context, list(context.args or []))
+
+
+async def convert_with_arguments(update: Update, context: ContextTypes.DEFAULT_TYPE, arguments: list[str]) -> None:
     request = await _request(update, context)
     if request is None or (current := await _current_model_or_ask(request)) is None:
         return
@@ -103,7 +123,7 @@ async def convert_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if draft is None or draft.model_id != model_id:
         draft = new_draft(model_id, summary)
     try:
-        draft = parse_convert_args(list(context.args or []), draft)
+        draft = parse_convert_args(arguments, draft)
     except ConvbotError as error:
         await request.message.reply_text(error.message)
         return

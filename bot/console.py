@@ -26,6 +26,8 @@ PROMPT = "you> "
 BANNER = (
     "convbot console: a chat with the bot in this terminal. Send a model with /upload PATH, e.g.\n"
     "  /upload tests/data/fer_emotion_model.hdf5\n"
+    "with a caption, as in Telegram, to convert it at once:\n"
+    "  /upload tests/data/fer_emotion_model.hdf5 /convert tflite quant=float16\n"
     "then press buttons by typing their number, or use /convert, /nodes, /jobs, /help. Ctrl-D or /quit leaves.\n"
     "To use Telegram instead, set CONVBOT_TOKEN to a token from @BotFather."
 )
@@ -96,11 +98,13 @@ class ConsoleChat:
             return False
         self.last_message_id, self.last_lines = None, 0
         if line.startswith("/upload"):
-            path = Path(os.path.expanduser(line.removeprefix("/upload").strip().strip("'\"")))
+            # "/upload PATH /convert ..." : what follows the path is the document's caption.
+            path_text, slash, caption = line.removeprefix("/upload").strip().partition(" /")
+            path = Path(os.path.expanduser(path_text.strip().strip("'\"")))
             if not path.is_file():
                 self._print(f"no such file: {path}")
                 return True
-            self.api.user_sends_document(self.user, path.read_bytes(), path.name)
+            self.api.user_sends_document(self.user, path.read_bytes(), path.name, caption=slash.strip() + caption)
         elif line.isdigit() and self.buttons:
             number = int(line)
             if not 1 <= number <= len(self.buttons):

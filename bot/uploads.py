@@ -52,12 +52,12 @@ async def record_user(bot_services: BotServices, update: Update) -> User:
     return await asyncio.to_thread(work)
 
 
-async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Download the document, inspect it and make it the chat's current model."""
+async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """Download the document, inspect it and make it the chat's current model; False if it was refused."""
     message = update.effective_message
     document = message.document if message is not None else None
     if message is None or document is None:
-        return
+        return False
     bot_services, texts = services(context), user_texts(update)
     settings = bot_services.settings
     name = safe_file_name(document.file_name)
@@ -66,7 +66,7 @@ async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         if update.effective_user and update.effective_user.id in settings.admin_ids:
             text += texts.too_big_admin_hint
         await message.reply_text(text)
-        return
+        return False
     user = await record_user(bot_services, update)
     log.info("user=%d telegram_id=%s upload name=%r size=%s", user.id, user.telegram_id, name, document.file_size)
     await message.reply_text(texts.downloading.format(name=name))
@@ -80,11 +80,11 @@ async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
             summary = await bot_services.inspect(path, folder / "inspect")
         except ConvbotError as error:
             await message.reply_text(texts.bad_model.format(name=name, reason=error.message))
-            return
+            return False
         except Exception:  # the inspector died on this file: a damaged or hostile upload
             log.exception("inspection of %s crashed", name)
             await message.reply_text(texts.bad_model.format(name=name, reason="the file is damaged"))
-            return
+            return False
         model = await asyncio.to_thread(_store, bot_services, user, path, name, summary)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -92,6 +92,7 @@ async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     assert update.effective_chat is not None
     bot_services.state.drafts[update.effective_chat.id] = draft
     await show_summary(update.effective_chat.id, context, texts, name, summary, draft)
+    return True
 
 
 def _store(bot_services: BotServices, user: User, path: Path, name: str, summary: dict[str, Any]) -> UploadedModel:

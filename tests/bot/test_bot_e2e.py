@@ -472,3 +472,48 @@ def test_restart_tells_users_and_finishes_their_job(multihead_graph: Any, tmp_pa
     finally:
         first.stop()
         fake.close()
+
+
+def test_a_fresh_bot_runs_a_command_sent_while_reading_and_a_caption_command(
+    multihead_graph: Any, tmp_path: Path
+) -> None:
+    """On a bot that has just started (its worker still importing TensorFlow): `/convert` typed 0.2 s after the
+    upload waits for the upload to be read and runs on it, never "send me a model first"; a document whose caption
+    is `/convert tfjs quant=float16` is converted as the caption says. Other chats are not held up meanwhile."""
+    import time
+
+    fake = FakeApiThread()
+    bot = BotProcess(fake.api.root_url, tmp_path / "data", tmp_path / "bot.log")
+    try:
+        fake.wait_for(method="setMyCommands", timeout=120)
+        kim, lou = user(21), user(22)
+        since = send_model(fake, kim, multihead_graph.path, "pose.pb")
+        time.sleep(0.2)
+        fake.do(fake.api.user_sends_text, kim, "/convert tflite out=heatmap")
+        fake.do(fake.api.user_sends_text, lou, "/help")
+        fake.wait_for_text(22, "/convert", since=since)  # another chat's answer does not wait for Kim's reading
+        document = fake.wait_for(
+            lambda a: a.method == "sendDocument" and a.chat_id == 21, since=since, timeout=FIRST_JOB
+        )
+        assert document.document is not None and document.document.file_name == "pose.tflite"
+        assert "passed" in document.document.caption
+        said = fake.do(lambda: [a.text or "" for a in fake.api.sent[since:] if a.chat_id == 21])
+        assert not any("model first" in text for text in said), said
+
+        since = fake.mark()
+        fake.do(
+            fake.api.user_sends_document,
+            lou,
+            multihead_graph.path.read_bytes(),
+            "pose.pb",
+            caption="/convert tfjs quant=float16",
+        )
+        document = fake.wait_for(
+            lambda a: a.method == "sendDocument" and a.chat_id == 22, since=since, timeout=FIRST_JOB
+        )
+        assert document.document is not None and document.document.file_name == "pose_tfjs.zip"
+        assert "weights float16" in document.document.caption
+        fake.wait_for_text(22, "Suggested outputs", since=since)  # the summary was shown first, as for any upload
+    finally:
+        bot.stop()
+        fake.close()
