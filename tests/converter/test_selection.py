@@ -106,6 +106,14 @@ def test_ssd_nms_head_passes_and_tfjs_casts_read_back_as_floats(tmp_path: Path, 
     # All-ones makes every score equal: TFLite's NMS keeps other, equally valid boxes.
     assert TIES in checks[Target.TFLITE].message
 
+    # The TF.js model as a source: the reference (TF.js) gives the scores and boxes before NMS too.
+    tfjs_dir = Path(result.artifact(Target.TFJS).path)
+    options = ConversionOptions(targets=(Target.TFLITE,), outputs=outputs[:2])
+    (check,) = convert_in_process(tfjs_dir, tmp_path / "again", options, tmp_path / "work2").validation
+    assert check.status == "passed", check.message
+    assert {o.name for o in check.outputs} >= {"boxes:0", "box_scores:0"}
+    assert TIES in check.message
+
 
 def test_detector_with_a_perturbed_box_head_fails(centernet, tmp_path: Path, tf: Any) -> None:
     """The artifacts against a reference whose box head differs by 5%: ties excuse nothing there."""
