@@ -135,7 +135,14 @@ def render_validation(results: Sequence[ConversionResult]) -> str:
         return "validation: not run (--no-verify)"
     title = "validation: the source model and each artifact on seeded random inputs and all ones"
     headers = ["target", "quant", "size", "status", "output", "max abs err", "rel to scale", "tolerance"]
-    return f"{title}\n{table(headers, rows)}"
+    # A passing verdict with words (rows chosen among tied scores) is said below the table.
+    notes = [
+        f"{c.target.value} {c.quantization.value}: {c.message}"
+        for r in results
+        for c in r.validation
+        if c.outputs and c.message.startswith("passed:")
+    ]
+    return "\n".join([f"{title}\n{table(headers, rows)}", *notes])
 
 
 def render_manifest(result: ConversionResult) -> str:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from converter.inspection import inspect_source
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
 from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, ConversionResult
+from converter.selection import SelectionHeads, selection_heads, with_selection_tensors
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
 from converter.verify import (
@@ -420,16 +422,27 @@ def _verify(
     if options.verify_inputs:
         input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
     signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
+    heads = _selection_heads(source, output_keys)
     if original.format is ModelFormat.TFJS_GRAPH:
-        reference = _tfjs_reference(original.path, output_keys)
-        return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE)
+        reference = with_selection_tensors(partial(_tfjs_reference, original.path), output_keys, heads)
+        return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE, heads)
     if original.format is ModelFormat.TF1_CHECKPOINT:
         from converter.checkpoint_input import checkpoint_reference
 
         reference = checkpoint_reference(original.path, output_keys)
+        heads = None  # the training graph's node names need not match the frozen graph's
     else:
-        reference = reference_runner(source.format, source.path, output_keys, signature)
-    return verify_artifacts(artifacts, output_keys, input_sets, reference)
+        reference = with_selection_tensors(
+            lambda keys: reference_runner(source.format, source.path, keys, signature), output_keys, heads
+        )
+    return verify_artifacts(artifacts, output_keys, input_sets, reference, selections=heads)
+
+
+def _selection_heads(source: ModelSource, output_keys: list[str]) -> SelectionHeads | None:
+    """The outputs chosen by TopK/NMS/ArgMax, found in the graph (a frozen or rebuilt one)."""
+    if not source.format.is_graph:
+        return None
+    return selection_heads(source.path, output_keys, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
 
 
 def withhold_unrunnable(artifacts: list[Artifact], validation: tuple[ArtifactCheck, ...]) -> list[Artifact]:

@@ -58,6 +58,7 @@ class OutputCheck:
     max_abs_error: float
     max_rel_error: float  # max_abs_error / the output's scale
     passed: bool
+    note: str = ""  # e.g. how many selected rows chose differently among tied scores
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from converter import formats as fmt
 from converter.formats import ModelFormat, Quantization, Target
 from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, OutputCheck, TensorEntry
+from converter.selection import SelectionHeads, artifact_tensors, tensor_name, tie_message
 from converter.summary import TensorSpec
 
 Arrays = dict[str, NDArray[Any]]
@@ -86,13 +87,15 @@ def verify_artifacts(
     input_sets: list[Arrays],
     reference: Callable[[Arrays], Arrays],
     tolerance_floor: float = 0.0,
+    selections: SelectionHeads | None = None,
 ) -> tuple[ArtifactCheck, ...]:
     """Run every artifact and the source on each input set and compare every output.
 
     `tolerance_floor` raises every tolerance to at least that (see CROSS_RUNTIME_TOLERANCE).
+    Outputs in `selections` are compared with ties in mind (converter/selection.py).
     """
     expected = [reference(inputs) for inputs in input_sets]
-    return tuple(_check_artifact(a, output_keys, input_sets, expected, tolerance_floor) for a in artifacts)
+    return tuple(_check_artifact(a, output_keys, input_sets, expected, tolerance_floor, selections) for a in artifacts)
 
 
 def _check_artifact(
@@ -101,6 +104,7 @@ def _check_artifact(
     input_sets: list[Arrays],
     expected: list[Arrays],
     tolerance_floor: float,
+    selections: SelectionHeads | None = None,
 ) -> ArtifactCheck:
     tolerance = tolerance_for(artifact.quantization, tolerance_floor)
     if artifact.target is Target.TFLITE:
@@ -114,12 +118,16 @@ def _check_artifact(
         checks = []
         for inputs, wanted in zip(input_sets, expected, strict=True):
             got = run(inputs)
+            feeds = artifact_tensors(artifact, selections.feeds(), inputs) if selections else {}
             for key in output_keys:
                 if key not in got:
                     return ArtifactCheck(
                         artifact.target, artifact.quantization, ERROR, f"the artifact has no output '{key}'", tolerance
                     )
-                checks.append(compare(key, got[key], wanted[key], tolerance))
+                if selections is not None and key in selections:
+                    checks.extend(selections.check(key, got[key], wanted, feeds, tolerance))
+                else:
+                    checks.append(compare(key, got[key], wanted[key], tolerance))
     except _NotRun as reason:
         return ArtifactCheck(artifact.target, artifact.quantization, NOT_RUN, str(reason), tolerance)
     except _RunFailed as failure:
@@ -127,7 +135,9 @@ def _check_artifact(
     outputs = _worst(checks)
     failed = [check.name for check in outputs if not check.passed]
     status = FAILED if failed else PASSED
-    message = f"outputs off by more than {tolerance:g} of their scale: {', '.join(failed)}" if failed else "ok"
+    message = (
+        f"outputs off by more than {tolerance:g} of their scale: {', '.join(failed)}" if failed else tie_message(checks)
+    )
     return ArtifactCheck(
         artifact.target, artifact.quantization, status, message, tolerance, outputs, inputs_manifest, outputs_manifest
     )
@@ -278,7 +288,7 @@ def reference_runner(
         session = tf.compat.v1.Session(graph=graph)
 
         def run_graph(inputs: Arrays) -> Arrays:
-            values = session.run([f"{k}:0" for k in output_keys], {f"{k}:0": v for k, v in inputs.items()})
+            values = session.run([tensor_name(k) for k in output_keys], {f"{k}:0": v for k, v in inputs.items()})
             return dict(zip(output_keys, values, strict=True))
 
         return run_graph

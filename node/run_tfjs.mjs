@@ -218,14 +218,19 @@ function readInput(tf, name, spec) {
   return tf.tensor(values, shape, dtype);
 }
 
+const TYPED_ARRAYS = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
+
 function writeOutput(tensor, file) {
   const { dtype } = tensor;
   const data = tensor.dataSync();
   if (dtype === 'string') {
     const strings = Array.from(data, (bytes) => Buffer.from(bytes).toString('utf8'));
     writeFileSync(file, JSON.stringify(strings));
-  } else if (dtype === 'float32' || dtype === 'int32' || dtype === 'bool') {
-    const typed = dtype === 'bool' ? Uint8Array.from(data) : data;
+  } else if (dtype in TYPED_ARRAYS) {
+    // The backend's array need not match the dtype: the CPU backend casts int32 to float32 by
+    // relabelling the tensor and keeping its Int32Array, so convert the values, never copy bytes.
+    const Typed = TYPED_ARRAYS[dtype];
+    const typed = data instanceof Typed ? data : Typed.from(data);
     writeFileSync(file, Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength));
   } else {
     throw new StageError('execute', `output of dtype ${dtype} cannot be written`);

@@ -1,0 +1,354 @@
+"""Outputs chosen by a selection op (TopK, NonMaxSuppression, ArgMax...) compared with ties in mind.
+
+When several candidates score within rounding of each other, two correct runtimes may pick
+different ones: random or constant test inputs make many such ties. So for an output that depends
+on a selection, verification (a) compares what feeds the selection (the scores, the boxes before
+they are gathered) at the normal tolerance, in the reference and in the artifact where the artifact
+exposes them, and (b) compares the selected rows one by one, excusing a row only where the
+reference itself could have chosen another element: one whose score is within the tolerance of
+the scores' scale. Anything else fails as usual.
+
+Runs in the verification process (it imports TensorFlow and runs TF.js for the artifact's tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from converter.formats import Target
+from converter.graph_inspect import source_node
+from converter.protos import GraphDef
+from converter.result import Artifact, OutputCheck
+
+Arrays = dict[str, NDArray[Any]]
+
+TOPK_OPS = frozenset({"TopKV2", "TopK"})
+NMS_OPS = frozenset(
+    {"NonMaxSuppression", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5"}
+)
+ARG_OPS = frozenset({"ArgMax", "ArgMin"})
+GATHER_OPS = frozenset({"GatherV2", "Gather", "GatherNd", "ResourceGather"})
+TIE_NOTE = "rows chose differently among tied scores"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One selection op an output depends on: the tensor it chooses by and what it chose."""
+
+    node: str
+    op: str
+    scores: str  # the tensor the choice is made on
+    chosen: str  # TopK: the sorted values; NMS: the selected indices; ArgMax: the index
+    feeds: tuple[str, ...]  # tensors feeding the selected output: the scores, boxes before gathering
+
+
+def tensor_name(key: str) -> str:
+    """A graph tensor name for an output key or a tensor reference ("node" -> "node:0")."""
+    return key if ":" in key else f"{key}:0"
+
+
+def _input_names(node: Any) -> list[str]:
+    return [name for name in node.input if not name.startswith("^")]
+
+
+def _ancestors(nodes: Mapping[str, Any], start: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        stack.extend(source_node(i) for i in _input_names(nodes[name]))
+    return seen
+
+
+def _gathered_feeds(nodes: Mapping[str, Any], upstream: set[str], selection: str) -> list[str]:
+    """Params of the gathers between `selection` and the output whose indices come from it."""
+    feeds = []
+    for name in upstream:
+        node = nodes[name]
+        inputs = _input_names(node)
+        if (
+            node.op in GATHER_OPS
+            and len(inputs) > 1
+            and selection in _ancestors(nodes, source_node(inputs[1]))
+            and selection not in _ancestors(nodes, source_node(inputs[0]))
+        ):
+            feeds.append(tensor_name(inputs[0]))
+    return sorted(feeds)
+
+
+def _selection(nodes: Mapping[str, Any], upstream: set[str], node: Any) -> Selection | None:
+    inputs = _input_names(node)
+    if node.op in TOPK_OPS:
+        scores, chosen = inputs[0], f"{node.name}:0"
+    elif node.op in NMS_OPS:
+        scores, chosen = inputs[1], f"{node.name}:0"
+    elif node.op in ARG_OPS:
+        scores, chosen = inputs[0], f"{node.name}:0"
+    else:
+        return None
+    own = [tensor_name(inputs[0]), tensor_name(scores)]
+    feeds = tuple(dict.fromkeys(own + _gathered_feeds(nodes, upstream, node.name)))
+    return Selection(node.name, node.op, tensor_name(scores), chosen, feeds)
+
+
+def find_selections(graph: GraphDef, output_keys: Sequence[str]) -> dict[str, tuple[Selection, ...]]:
+    """For each output that depends on a selection op it can re-derive, those selections."""
+    nodes = {node.name: node for node in graph.node}
+    found: dict[str, tuple[Selection, ...]] = {}
+    for key in output_keys:
+        upstream = _ancestors(nodes, source_node(key))
+        selections = [_selection(nodes, upstream, nodes[name]) for name in sorted(upstream)]
+        chosen = tuple(s for s in selections if s is not None)
+        if chosen:
+            found[key] = chosen
+    return found
+
+
+@dataclass(frozen=True)
+class SelectionHeads:
+    """The outputs of one model that depend on selections, and how to check them."""
+
+    by_output: dict[str, tuple[Selection, ...]]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.by_output
+
+    def reference_tensors(self) -> list[str]:
+        """Tensors the reference must compute besides the outputs: scores, choices, feeds."""
+        names = [
+            name
+            for selections in self.by_output.values()
+            for s in selections
+            for name in (s.scores, s.chosen, *s.feeds)
+        ]
+        return list(dict.fromkeys(names))
+
+    def feeds(self) -> list[str]:
+        return list(dict.fromkeys(f for selections in self.by_output.values() for s in selections for f in s.feeds))
+
+    def check(
+        self, key: str, got: NDArray[Any], wanted: Arrays, artifact_feeds: Arrays, tolerance: float
+    ) -> list[OutputCheck]:
+        """(a) the feeds of `key`'s selections the artifact exposes, then (b) its rows, ties excused."""
+        from converter.verify import compare
+
+        selections = self.by_output[key]
+        checks = [
+            replace_note(compare(name, artifact_feeds[name], wanted[name], tolerance), f"feeds {s.op} '{s.node}'")
+            for s in selections
+            for name in s.feeds
+            if name in artifact_feeds and name in wanted
+        ]
+        feeds = [name for s in selections for name in s.feeds if name in wanted]
+        hidden = [name for name in feeds if name not in artifact_feeds]
+        # A row chosen among ties is judged by its feeds when the artifact showed them all right;
+        # otherwise it must be one of the rows the reference itself chose among those ties.
+        feeds_right = bool(feeds) and not hidden and all(c.passed for c in checks)
+        tied = _tied_slots(selections, wanted, tolerance)
+        rows = compare_rows(key, got, wanted[key], tolerance, tied, feeds_right)
+        if hidden and rows.note:
+            rows = replace_note(rows, f"{rows.note}; {', '.join(hidden)} compared in the reference only")
+        checks.append(rows)
+        return checks
+
+
+def replace_note(check: OutputCheck, note: str) -> OutputCheck:
+    return replace(check, note=note)
+
+
+def _tied_slots(selections: Sequence[Selection], wanted: Arrays, tolerance: float) -> NDArray[np.bool_] | None:
+    """Per selected slot: could the reference have chosen another element there?"""
+    masks = []
+    for selection in selections:
+        if selection.scores not in wanted or selection.chosen not in wanted:
+            continue
+        scores = np.asarray(wanted[selection.scores], np.float64)
+        chosen = np.asarray(wanted[selection.chosen])
+        margin = tolerance * max(float(np.max(np.abs(scores))) if scores.size else 0.0, 1e-6)
+        if selection.op in TOPK_OPS:
+            masks.append(_topk_ties(scores, chosen.astype(np.float64), margin))
+        elif selection.op in NMS_OPS:
+            masks.append(_nms_ties(scores.reshape(-1), chosen.reshape(-1).astype(np.int64), margin))
+        else:
+            masks.append(_arg_ties(scores, chosen.astype(np.int64), margin))
+    if not masks:
+        return None
+    size = masks[0].size
+    same = [m for m in masks if m.size == size]
+    return np.logical_or.reduce(same) if len(same) > 1 else same[0]
+
+
+def _topk_ties(scores: NDArray[Any], values: NDArray[Any], margin: float) -> NDArray[np.bool_]:
+    """Slot i is tied when another candidate in its row scores within `margin` of its value."""
+    rows = scores.reshape(-1, scores.shape[-1])
+    picked = values.reshape(-1, values.shape[-1])
+    near = np.abs(rows[:, None, :] - picked[:, :, None]) <= margin
+    return np.asarray(near.sum(axis=-1) >= 2).reshape(-1)
+
+
+def _nms_ties(scores: NDArray[Any], indices: NDArray[Any], margin: float) -> NDArray[np.bool_]:
+    valid = (indices >= 0) & (indices < scores.size)
+    values = np.where(valid, scores[np.clip(indices, 0, max(scores.size - 1, 0))], np.nan)
+    near = np.abs(scores[None, :] - values[:, None]) <= margin
+    return np.asarray(near.sum(axis=-1) >= 2)
+
+
+def _arg_ties(scores: NDArray[Any], index: NDArray[Any], margin: float) -> NDArray[np.bool_]:
+    """ArgMax/ArgMin over the axis whose removal gives the index's shape: tied when two are near."""
+    axis = next((a for a in range(scores.ndim) if np.delete(scores.shape, a).tolist() == list(index.shape)), -1)
+    ordered = np.sort(scores, axis=axis)
+    top = np.take(ordered, [-1, -2], axis=axis)
+    bottom = np.take(ordered, [0, 1], axis=axis)
+    near_top = np.abs(np.take(top, 0, axis=axis) - np.take(top, 1, axis=axis)) <= margin
+    near_bottom = np.abs(np.take(bottom, 0, axis=axis) - np.take(bottom, 1, axis=axis)) <= margin
+    return np.asarray(near_top | near_bottom).reshape(-1)
+
+
+def compare_rows(
+    name: str,
+    got: NDArray[Any],
+    expected: NDArray[Any],
+    tolerance: float,
+    tied: NDArray[np.bool_] | None,
+    feeds_right: bool = False,
+) -> OutputCheck:
+    """Compare row by row along the selected axis; a differing row passes only where `tied`, and
+    only if it equals a row the reference chose at a tied slot, unless `feeds_right` (what feeds
+    the selection was compared in the artifact and passed)."""
+    from converter.verify import compare
+
+    whole = compare(name, got, expected, tolerance)
+    axis = _row_axis(expected, tied)
+    if whole.passed or got.shape != expected.shape or tied is None or axis is None:
+        return whole
+    got64 = np.moveaxis(got.astype(np.float64), axis, 0).reshape(tied.size, -1)
+    expected64 = np.moveaxis(expected.astype(np.float64), axis, 0).reshape(tied.size, -1)
+    scale = max(float(np.max(np.abs(expected64))), 1e-6)
+    row_error = np.max(np.abs(got64 - expected64), axis=1) / scale if expected64.size else np.zeros(tied.size)
+    differs = ~(row_error <= tolerance)  # NaN differs
+    excused = differs & tied
+    if not feeds_right:
+        excused &= _matches_a_tied_row(got64, expected64, tied, tolerance * scale)
+    kept = ~excused
+    abs_error = float(np.max(row_error[kept]) * scale) if kept.any() else 0.0
+    passed = not bool((differs & ~excused).any())
+    note = ""
+    if excused.any():
+        worst = float(np.max(row_error[excused]))
+        note = f"{int(excused.sum())} of {tied.size} {TIE_NOTE} (those differ by up to {worst:.2g} of scale)"
+    return OutputCheck(name, abs_error, abs_error / scale, passed, note)
+
+
+def _matches_a_tied_row(
+    got: NDArray[Any], expected: NDArray[Any], tied: NDArray[np.bool_], margin: float
+) -> NDArray[np.bool_]:
+    """Per row of `got`: does it equal one of the reference's rows at a tied slot?"""
+    candidates = expected[tied]
+    if not candidates.size:
+        return np.zeros(len(got), bool)
+    distance = np.max(np.abs(got[:, None, :] - candidates[None, :, :]), axis=-1)
+    return np.asarray(np.any(distance <= margin, axis=1))
+
+
+def _row_axis(expected: NDArray[Any], tied: NDArray[np.bool_] | None) -> int | None:
+    if tied is None:
+        return None
+    if expected.size == tied.size:  # one element per slot (scores, indices, classes)
+        return None if expected.ndim != 1 else 0
+    return next((a for a, size in enumerate(expected.shape) if size == tied.size), None)
+
+
+def tie_message(checks: Sequence[OutputCheck]) -> str:
+    """The verdict's words for a passing artifact: 'ok', or how many rows were chosen among ties."""
+    notes = [f"{c.name}: {c.note}" for c in checks if TIE_NOTE in c.note]
+    return f"passed: {'; '.join(dict.fromkeys(notes))}" if notes else "ok"
+
+
+def artifact_tensors(artifact: Artifact, names: Sequence[str], inputs: Arrays) -> Arrays:
+    """The intermediate tensors `names` as the artifact computes them, those it exposes.
+
+    TFLite keeps intermediates with `experimental_preserve_all_tensors`; TF.js executes any node
+    it kept; a frozen graph is run by TensorFlow. A name the artifact does not have is left out.
+    """
+    if not names:
+        return {}
+    try:
+        if artifact.target is Target.TFLITE:
+            return _tflite_tensors(Path(artifact.path), names, inputs)
+        if artifact.target is Target.TFJS:
+            return _tfjs_tensors(Path(artifact.path), names, inputs)
+        if artifact.target is Target.FROZEN_GRAPH:
+            return _graph_tensors(Path(artifact.path), names, inputs)
+    except Exception:  # an artifact that cannot show its intermediates still gets check (b)
+        return {}
+    return {}
+
+
+def _tflite_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list()), None))
+    runner(**inputs)
+    # TFLite names a tensor after its node; a fused one lists its nodes, the last op first.
+    by_name = {d["name"].split(";")[0]: d["index"] for d in interpreter.get_tensor_details()}
+    found: Arrays = {}
+    for name in names:
+        node, _, index = name.partition(":")
+        if index == "0" and node in by_name:
+            found[name] = np.asarray(interpreter.get_tensor(by_name[node]))
+    return found
+
+
+def _tfjs_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:
+    from converter.tfjs_runtime import TfjsRunError, run_tfjs_model
+
+    found: Arrays = {}
+    for name in names:  # one at a time: TF.js refuses the whole request for one unknown name
+        try:
+            found.update(run_tfjs_model(path, inputs, [name], positional=len(inputs) == 1).outputs)
+        except TfjsRunError:
+            continue
+    return found
+
+
+def _graph_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:
+    from converter.formats import ModelFormat
+    from converter.verify import reference_runner
+
+    return reference_runner(ModelFormat.FROZEN_GRAPH, path, list(names))(inputs)
+
+
+def with_selection_tensors(
+    build: Callable[[list[str]], Callable[[Arrays], Arrays]], output_keys: Sequence[str], heads: SelectionHeads | None
+) -> Callable[[Arrays], Arrays]:
+    """The reference computing the outputs and, where it can, the tensors the selections need."""
+    plain = build(list(output_keys))
+    if heads is None:
+        return plain
+    extra = [name for name in heads.reference_tensors() if name not in output_keys]
+    full = build([*output_keys, *extra])
+
+    def run(inputs: Arrays) -> Arrays:
+        try:
+            return full(inputs)
+        except Exception:  # a reference that cannot show an intermediate still gives the outputs
+            return plain(inputs)
+
+    return run
+
+
+def selection_heads(graph_path: Path, output_keys: Sequence[str], text: bool = False) -> SelectionHeads | None:
+    from converter.graph_inspect import read_graph_def
+
+    found = find_selections(read_graph_def(graph_path, text=text), output_keys)
+    return SelectionHeads(found) if found else None
