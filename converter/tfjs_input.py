@@ -61,6 +61,7 @@ _FUSED = {
     "FusedDepthwiseConv2dNative": ("DepthwiseConv2dNative", "depthwise"),
     "_FusedMatMul": ("MatMul", "matmul"),
 }
+FUSED_OPS = frozenset(_FUSED)
 
 
 def _shard_bytes(model_dir: Path, paths: Iterable[str]) -> bytes:
@@ -211,7 +212,9 @@ def _prelu_nodes(graph_def: Any, name: str, prefix: str, x: str, alpha: str, t_a
     _new_node(graph_def, name, "AddV2", [relu.name, scaled.name], t_attr)
 
 
-def _split_fused(node: Any, graph_def: Any) -> None:
+def split_fused_node(node: Any, graph_def: Any) -> None:
+    """Append to ``graph_def`` the standard ops computing the fused ``node`` (one of ``FUSED_OPS``),
+    the last of them named as ``node``; UnsupportedModelError if its ``fused_ops`` cannot be split."""
     base_op, suffix = _FUSED[node.op]
     name = node.name
     fused_ops = [_text(s) for s in node.attr["fused_ops"].list.s] if "fused_ops" in node.attr else []
@@ -471,8 +474,8 @@ def tfjs_to_graph_def(model_dir: Path) -> tuple[Any, dict[str, Any]]:
     rewritten: dict[str, int] = {}
     for node in source.node:
         node.device = ""
-        if node.op in _FUSED:
-            _split_fused(node, graph_def)
+        if node.op in FUSED_OPS:
+            split_fused_node(node, graph_def)
         elif node.op == "Prelu":
             data_inputs = [i for i in node.input if not i.startswith("^")]
             if len(data_inputs) != 2:
