@@ -12,8 +12,9 @@ run. So every node is checked (the graph's, its library functions' and its initi
   ``BiasAdd`` then an activation of ``data/tfjs_fused_activations.txt``.
 
 A top-level fused node that fails is split back into standard ops by the TF.js reader's splitter
-(``tfjs_input.split_fused_node``) and the model rewritten; anything else fails the TF.js target with
-a one-line message naming the op. Repairing imports TensorFlow; checking does not.
+(``tfjs_input.split_fused_node``) and the model rewritten (constants the split needs, such as
+hard-swish's 3 and 1/6, go to a new weight shard); anything else fails the TF.js target with a
+one-line message naming the op. Repairing imports TensorFlow; checking does not.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from converter import formats as fmt
 from converter.errors import ConversionError, UnsupportedModelError
 from converter.op_support import DATA_DIR, check_readiness, read_op_list, tfjs_ops
 from converter.tfjs_input import FUSED_OPS, split_fused_node
 
-_ONEDNN_NOTE = (
-    "TensorFlow's optimizer fused it with oneDNN on; convert again in a fresh convbot process (it turns "
-    "oneDNN off) or with TF_ENABLE_ONEDNN_OPTS=0, or use the tflite target"
+_FUSION_NOTE = (
+    "TF.js has no kernel for this fusion and convbot cannot split it; TensorFlow's optimizer fuses more with "
+    "oneDNN on, so convert with TF_ENABLE_ONEDNN_OPTS=0 (convbot's own processes do), or use the tflite target"
 )
 
 
@@ -92,7 +96,7 @@ def _problem(node: Mapping[str, Any], top_level: bool) -> OpProblem | None:
     if op in FUSED_OPS:
         fused_ops = fused_ops_of(node)
         if not _tfjs_runs_fused_ops(fused_ops):
-            return OpProblem(name, f"{op} fusing {'+'.join(fused_ops)}", _ONEDNN_NOTE, fused=True, top_level=top_level)
+            return OpProblem(name, f"{op} fusing {'+'.join(fused_ops)}", _FUSION_NOTE, fused=True, top_level=top_level)
     return None
 
 
@@ -102,9 +106,9 @@ def tfjs_op_problems(model: Mapping[str, Any]) -> list[OpProblem]:
     return [problem for problem in found if problem is not None]
 
 
-def _split_nodes(topology: dict[str, Any], names: set[str]) -> tuple[dict[str, Any], list[str]]:
+def _split_nodes(topology: dict[str, Any], names: set[str]) -> tuple[dict[str, Any], list[str], list[Any]]:
     """``topology`` (a GraphDef as JSON) with those of the named fused nodes the splitter can
-    compute in standard ops split, and the names of those split."""
+    compute in standard ops split; the names of those split; the Const nodes the split added."""
     from google.protobuf import json_format
     from tensorflow.core.framework import graph_pb2
 
@@ -113,6 +117,7 @@ def _split_nodes(topology: dict[str, Any], names: set[str]) -> tuple[dict[str, A
     graph_def.versions.CopyFrom(source.versions)
     graph_def.library.CopyFrom(source.library)
     split: list[str] = []
+    added_consts: set[str] = set()
     for node in source.node:
         parts = graph_pb2.GraphDef()
         if node.name in names:
@@ -123,10 +128,33 @@ def _split_nodes(topology: dict[str, Any], names: set[str]) -> tuple[dict[str, A
         if parts.node:
             graph_def.node.extend(parts.node)
             split.append(node.name)
+            added_consts.update(part.name for part in parts.node if part.op == "Const")
         else:
             graph_def.node.add().CopyFrom(node)
+    weights = [_move_value_out(node) for node in graph_def.node if node.name in added_consts]
     # The same conversion tensorflowjs writes modelTopology with.
-    return json_format.MessageToDict(graph_def), split
+    return json_format.MessageToDict(graph_def), split, weights
+
+
+def _move_value_out(const: Any) -> tuple[str, NDArray[np.float32]]:
+    """A Const node's name and value, the value cleared from the node as TF.js expects (TF.js
+    reads every Const from the weight shards)."""
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow.python.framework import tensor_util
+
+    tensor = const.attr["value"].tensor
+    value = tensor_util.MakeNdarray(tensor).astype(np.float32)
+    tensor.CopyFrom(tensor_pb2.TensorProto(dtype=tensor.dtype, tensor_shape=tensor.tensor_shape))
+    return str(const.name), value
+
+
+def _add_weights(model_dir: Path, model: dict[str, Any], weights: list[tuple[str, NDArray[np.float32]]]) -> None:
+    """Store ``weights`` (float32) as a new weight group with its own shard file."""
+    manifest = model.setdefault("weightsManifest", [])
+    shard = f"group{len(manifest) + 1}-shard1of1.bin"
+    (model_dir / shard).write_bytes(b"".join(value.astype("<f4").tobytes() for _, value in weights))
+    entries = [{"name": name, "shape": list(value.shape), "dtype": "float32"} for name, value in weights]
+    manifest.append({"paths": [shard], "weights": entries})
 
 
 def ensure_tfjs_runs_ops(model_dir: Path) -> list[str]:
@@ -139,7 +167,9 @@ def ensure_tfjs_runs_ops(model_dir: Path) -> list[str]:
     repairable = {problem.node for problem in problems if problem.fused and problem.top_level}
     split: list[str] = []
     if repairable:
-        model["modelTopology"], split = _split_nodes(model["modelTopology"], repairable)
+        model["modelTopology"], split, weights = _split_nodes(model["modelTopology"], repairable)
+        if weights:
+            _add_weights(model_dir, model, weights)
     if split:
         model_json.write_text(json.dumps(model), encoding="utf-8")
         problems = tfjs_op_problems(model)

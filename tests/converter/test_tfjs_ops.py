@@ -21,6 +21,7 @@ import pytest
 from converter.errors import ConversionError
 from converter.formats import Target
 from converter.options import ConversionOptions
+from converter.tfjs_export import check_tfjs_files
 from converter.tfjs_ops import ensure_tfjs_runs_ops, fused_ops_of, tfjs_fused_activations, tfjs_op_problems
 from converter.tfjs_runtime import NODE_DIR, run_tfjs_model
 from tests.converter.conftest import random_input, run_frozen_graph
@@ -129,6 +130,23 @@ def test_hard_swish_graph_becomes_a_tfjs_model_that_runs(tmp_path: Path, monkeyp
     np.testing.assert_allclose(_tfjs_outputs(model_dir, image), _graph_outputs(graph, image), rtol=1e-4, atol=1e-4)
 
 
+def test_the_tfjs_artifact_is_the_same_with_onednn_on_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from converter.isolation import convert
+
+    graph = _write_frozen_conv_graph(tmp_path / "hswish.pb", _hard_swish)
+    options = ConversionOptions(targets=(Target.TFJS,), inputs=("image",), outputs=("output",), verify=False)
+    folders = []
+    for onednn in ("0", "1"):
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)  # as on ARM (off) and on x86 (on by default)
+        convert(graph, tmp_path / onednn, options)
+        folders.append(tmp_path / onednn / "hswish_tfjs")
+
+    off, on = folders
+    assert json.loads((on / "model.json").read_text()) == json.loads((off / "model.json").read_text())
+    assert sorted(p.name for p in on.iterdir()) == sorted(p.name for p in off.iterdir())
+    assert all((on / p.name).read_bytes() == p.read_bytes() for p in off.glob("*.bin"))
+
+
 def test_fused_activation_tfjs_lacks_is_split_into_standard_ops(relu_tfjs: Path, tmp_path: Path) -> None:
     model_dir = Path(shutil.copytree(relu_tfjs, tmp_path / "tanh_tfjs"))
     edited = _edit_nodes(model_dir, lambda node: _set_fused_activation(node, "Tanh"))
@@ -142,15 +160,36 @@ def test_fused_activation_tfjs_lacks_is_split_into_standard_ops(relu_tfjs: Path,
     np.testing.assert_allclose(_tfjs_outputs(model_dir, image), _graph_outputs(tanh_graph, image), atol=1e-5)
 
 
-def test_fused_hard_swish_is_refused_naming_it(relu_tfjs: Path, tmp_path: Path) -> None:
+def test_fused_hard_swish_is_split_into_standard_ops(relu_tfjs: Path, tmp_path: Path) -> None:
+    # What tensorflowjs writes for the hard-swish graph where oneDNN is on.
+    model_dir = Path(shutil.copytree(relu_tfjs, tmp_path / "hswish_tfjs"))
+    edited = _edit_nodes(model_dir, lambda node: _set_fused_activation(node, "_FusedHardSwish"))
+    hard_swish_graph = _write_frozen_conv_graph(tmp_path / "hswish.pb", _hard_swish)
+
+    split = ensure_tfjs_runs_ops(model_dir)
+
+    assert split == sorted(edited) and len(split) == 2
+    assert check_tfjs_files(model_dir) == []  # its constants 3 and 1/6 are in a shard of their own
+    image = random_input(IMAGE_SHAPE)
+    np.testing.assert_allclose(_tfjs_outputs(model_dir, image), _graph_outputs(hard_swish_graph, image), atol=1e-5)
+
+
+def test_fusion_convbot_cannot_split_is_refused_naming_it(relu_tfjs: Path, tmp_path: Path) -> None:
     model_dir = Path(shutil.copytree(relu_tfjs, tmp_path / "edited"))
-    _edit_nodes(model_dir, lambda node: _set_fused_activation(node, "_FusedHardSwish"))
+
+    def fuse_batch_norm(node: dict[str, Any]) -> bool:
+        if node["op"] != "_FusedConv2D":
+            return False
+        node["attr"]["fused_ops"]["list"]["s"] = [base64.b64encode(b"FusedBatchNorm").decode()]
+        return True
+
+    _edit_nodes(model_dir, fuse_batch_norm)
 
     with pytest.raises(ConversionError) as caught:
         ensure_tfjs_runs_ops(model_dir)
 
     message = caught.value.message
-    assert "cannot run _FusedConv2D fusing BiasAdd+_FusedHardSwish" in message
+    assert "cannot run _FusedConv2D fusing FusedBatchNorm" in message
     assert "TF_ENABLE_ONEDNN_OPTS=0" in message and "\n" not in message
 
 
