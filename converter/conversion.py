@@ -29,6 +29,7 @@ from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, Conversion
 from converter.selection import SelectionHeads, selection_heads, with_selection_tensors
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
+from converter.tfjs_ops import ensure_tfjs_runs_ops
 from converter.verify import (
     CROSS_RUNTIME_TOLERANCE,
     TOLERANCES,
@@ -501,4 +502,6 @@ def _checked_tfjs_artifact(folder: Path, target: Target, quantization: Quantizat
     problems = check_tfjs_files(folder)
     if problems:
         raise ConversionError(f"TF.js: the converter wrote an inconsistent model: {problems[0]}", "\n".join(problems))
+    if target is Target.TFJS:
+        ensure_tfjs_runs_ops(folder)  # fused activations TF.js lacks are split, other gaps refused
     return Artifact.from_path(target, folder, quantization)

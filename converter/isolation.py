@@ -15,6 +15,7 @@ from typing import Any
 
 from converter.archive import ArchiveLimits
 from converter.errors import ConvbotError, ConversionTimeout, ConverterCrash
+from converter.machine_independence import use_machine_independent_tensorflow
 from converter.options import DEFAULT_TIMEOUT_SECONDS, ConversionOptions
 from converter.result import ConversionResult
 
@@ -27,6 +28,7 @@ def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log_fd, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    use_machine_independent_tensorflow()
     from converter.conversion import convert_in_process
 
     try:

@@ -154,7 +154,7 @@ class Readiness:
         }
 
 
-def _read_op_list(path: Path) -> frozenset[str]:
+def read_op_list(path: Path) -> frozenset[str]:
     """One op name a line; lines starting with '#' and blank lines are skipped."""
     ops: set[str] = set()
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -167,13 +167,13 @@ def _read_op_list(path: Path) -> frozenset[str]:
 @cache
 def tflite_builtin_ops() -> frozenset[str]:
     """TF ops the TF 2.19 converter lowers to TFLite builtins (or drops)."""
-    return _read_op_list(DATA_DIR / "tflite_builtin_ops.txt")
+    return read_op_list(DATA_DIR / "tflite_builtin_ops.txt")
 
 
 @cache
 def tflite_select_ops() -> frozenset[str]:
     """TF ops the TFLite Flex delegate allows (SELECT_TF_OPS), TF 2.19."""
-    return _read_op_list(DATA_DIR / "tflite_select_ops.txt")
+    return read_op_list(DATA_DIR / "tflite_select_ops.txt")
 
 
 def installed_tfjs_op_list_dir() -> Path | None:
@@ -208,7 +208,7 @@ def tfjs_ops() -> frozenset[str]:
         ops = read_tfjs_op_list(folder)
         if ops:
             return ops
-    return _read_op_list(DATA_DIR / "tfjs_ops.txt")
+    return read_op_list(DATA_DIR / "tfjs_ops.txt")
 
 
 def _is_training_op(op: str) -> bool:

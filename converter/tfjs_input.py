@@ -55,12 +55,15 @@ _ACTIVATIONS = {
     "Sigmoid": "Sigmoid",
     "Tanh": "Tanh",
 }
+_HARD_SWISH = "_FusedHardSwish"  # oneDNN's remapper fuses it; TF.js cannot run it, so only a repair meets it
+_OTHER = ("Prelu", _HARD_SWISH)  # activations split into several ops
 # fused op -> (the op it wraps, the name suffix of the helper node)
 _FUSED = {
     "_FusedConv2D": ("Conv2D", "conv"),
     "FusedDepthwiseConv2dNative": ("DepthwiseConv2dNative", "depthwise"),
     "_FusedMatMul": ("MatMul", "matmul"),
 }
+FUSED_OPS = frozenset(_FUSED)
 
 
 def _shard_bytes(model_dir: Path, paths: Iterable[str]) -> bytes:
@@ -211,7 +214,31 @@ def _prelu_nodes(graph_def: Any, name: str, prefix: str, x: str, alpha: str, t_a
     _new_node(graph_def, name, "AddV2", [relu.name, scaled.name], t_attr)
 
 
-def _split_fused(node: Any, graph_def: Any) -> None:
+def _scalar_const(graph_def: Any, name: str, value: float, t_attr: Any | None) -> str:
+    import tensorflow as tf
+
+    dtype = tf.as_dtype(t_attr.type) if t_attr is not None and t_attr.type else tf.float32
+    node = graph_def.node.add()
+    node.name = name
+    node.op = "Const"
+    node.attr["dtype"].type = dtype.as_datatype_enum
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
+    return str(node.name)
+
+
+def _hard_swish_nodes(graph_def: Any, name: str, prefix: str, x: str, t_attr: Any | None) -> None:
+    """x * relu6(x + 3) / 6 (oneDNN's ``_FusedHardSwish``) as AddV2, Relu6, Mul, Mul; the last is ``name``."""
+    three = _scalar_const(graph_def, f"{prefix}/hard_swish_three", 3.0, t_attr)
+    sixth = _scalar_const(graph_def, f"{prefix}/hard_swish_sixth", 1.0 / 6.0, t_attr)
+    shifted = _new_node(graph_def, f"{prefix}/hard_swish_shifted", "AddV2", [x, three], t_attr)
+    clipped = _new_node(graph_def, f"{prefix}/hard_swish_relu6", "Relu6", [shifted.name], t_attr)
+    scaled = _new_node(graph_def, f"{prefix}/hard_swish_scaled", "Mul", [x, sixth], t_attr)
+    _new_node(graph_def, name, "Mul", [scaled.name, clipped.name], t_attr)
+
+
+def split_fused_node(node: Any, graph_def: Any) -> None:
+    """Append to ``graph_def`` the standard ops computing the fused ``node`` (one of ``FUSED_OPS``),
+    the last of them named as ``node``; UnsupportedModelError if its ``fused_ops`` cannot be split."""
     base_op, suffix = _FUSED[node.op]
     name = node.name
     fused_ops = [_text(s) for s in node.attr["fused_ops"].list.s] if "fused_ops" in node.attr else []
@@ -221,7 +248,7 @@ def _split_fused(node: Any, graph_def: Any) -> None:
     t_attr = node.attr.get("T")
     if fused_ops and fused_ops[0] in ("FusedBatchNorm", "FusedBatchNormV3"):
         raise UnsupportedModelError(f"{node.op} {name!r} with fused batch norm cannot be represented in TensorFlow")
-    if fused_ops and fused_ops[0] != "BiasAdd" and fused_ops[0] not in _ACTIVATIONS and fused_ops[0] != "Prelu":
+    if fused_ops and fused_ops[0] != "BiasAdd" and fused_ops[0] not in _ACTIVATIONS and fused_ops[0] not in _OTHER:
         raise UnsupportedModelError(f"{node.op} {name!r} fuses {fused_ops}, which convbot cannot split")
     has_bias = bool(fused_ops) and fused_ops[0] == "BiasAdd"
     activation = (
@@ -250,6 +277,9 @@ def _split_fused(node: Any, graph_def: Any) -> None:
         if len(args) <= alpha_index:
             raise UnsupportedModelError(f"{node.op} {name!r} has no Prelu alpha input")
         _prelu_nodes(graph_def, name, name, current, args[alpha_index], t_attr)
+        return
+    if activation == _HARD_SWISH:
+        _hard_swish_nodes(graph_def, name, name, current, t_attr)
         return
     if activation not in _ACTIVATIONS:
         raise UnsupportedModelError(f"{node.op} {name!r} fuses activation {activation}, which convbot cannot split")
@@ -471,8 +501,8 @@ def tfjs_to_graph_def(model_dir: Path) -> tuple[Any, dict[str, Any]]:
     rewritten: dict[str, int] = {}
     for node in source.node:
         node.device = ""
-        if node.op in _FUSED:
-            _split_fused(node, graph_def)
+        if node.op in FUSED_OPS:
+            split_fused_node(node, graph_def)
         elif node.op == "Prelu":
             data_inputs = [i for i in node.input if not i.startswith("^")]
             if len(data_inputs) != 2:

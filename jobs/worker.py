@@ -12,6 +12,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from converter.machine_independence import use_machine_independent_tensorflow
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -33,6 +35,7 @@ def worker_main(conn: Connection, log_path: str) -> None:
     os.dup2(log_fd, 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    use_machine_independent_tensorflow()
     from converter.conversion import convert_in_process, tool_versions
     from converter.errors import ConvbotError
     from converter.isolation import run_test_hook
