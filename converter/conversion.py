@@ -23,6 +23,7 @@ from converter.errors import BadOptionsError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
 from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
+from converter.machine_independence import use_machine_independent_tensorflow
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
 from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, ConversionResult
@@ -174,6 +175,7 @@ def convert_in_process(
     with each stage's name as it starts: loading, convert_tflite, convert_tfjs, validate.
     Raises ConvbotError subclasses with a short message; the full log is on the exception.
     """
+    use_machine_independent_tensorflow()  # also in-process callers (tests, library users): read lazily by TF
     stages = StageClock(progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
