@@ -17,6 +17,7 @@ from typing import Any
 
 from converter import formats as fmt
 from converter.archive import ArchiveLimits
+from converter.culprit import SourceGraph
 from converter.detect import ModelSource, detect_model
 from converter.errors import BadOptionsError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
@@ -419,16 +420,24 @@ def _verify(
     if options.verify_inputs:
         input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
     signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
+    graph = _source_graph(source)
     if original.format is ModelFormat.TFJS_GRAPH:
         reference = _tfjs_reference(original.path, output_keys)
-        return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE)
+        return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE, graph)
     if original.format is ModelFormat.TF1_CHECKPOINT:
         from converter.checkpoint_input import checkpoint_reference
 
         reference = checkpoint_reference(original.path, output_keys)
     else:
         reference = reference_runner(source.format, source.path, output_keys, signature)
-    return verify_artifacts(artifacts, output_keys, input_sets, reference)
+    return verify_artifacts(artifacts, output_keys, input_sets, reference, source_graph=graph)
+
+
+def _source_graph(source: ModelSource) -> SourceGraph | None:
+    """The graph a failed artifact is walked against node by node; SavedModel and Keras sources have none."""
+    if not source.format.is_graph:
+        return None
+    return SourceGraph(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
 
 
 def _not_verified(artifacts: list[Artifact], reason: str) -> tuple[ArtifactCheck, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +17,9 @@ from converter import formats as fmt
 from converter.formats import ModelFormat, Quantization, Target
 from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, OutputCheck, TensorEntry
 from converter.summary import TensorSpec
+
+if TYPE_CHECKING:
+    from converter.culprit import SourceGraph
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -86,13 +89,17 @@ def verify_artifacts(
     input_sets: list[Arrays],
     reference: Callable[[Arrays], Arrays],
     tolerance_floor: float = 0.0,
+    source_graph: SourceGraph | None = None,
 ) -> tuple[ArtifactCheck, ...]:
     """Run every artifact and the source on each input set and compare every output.
 
     `tolerance_floor` raises every tolerance to at least that (see CROSS_RUNTIME_TOLERANCE).
+    A failed artifact is explained (culprit, advice); against `source_graph` node by node when given.
     """
     expected = [reference(inputs) for inputs in input_sets]
-    return tuple(_check_artifact(a, output_keys, input_sets, expected, tolerance_floor) for a in artifacts)
+    return tuple(
+        _check_artifact(a, output_keys, input_sets, expected, tolerance_floor, source_graph) for a in artifacts
+    )
 
 
 def _check_artifact(
@@ -101,6 +108,7 @@ def _check_artifact(
     input_sets: list[Arrays],
     expected: list[Arrays],
     tolerance_floor: float,
+    source_graph: SourceGraph | None = None,
 ) -> ArtifactCheck:
     tolerance = tolerance_for(artifact.quantization, tolerance_floor)
     if artifact.target is Target.TFLITE:
@@ -112,6 +120,7 @@ def _check_artifact(
     try:
         run, inputs_manifest, outputs_manifest = runner(artifact, output_keys)
         checks = []
+        checked_on: list[Arrays] = []  # the input set of each check
         for inputs, wanted in zip(input_sets, expected, strict=True):
             got = run(inputs)
             for key in output_keys:
@@ -120,6 +129,7 @@ def _check_artifact(
                         artifact.target, artifact.quantization, ERROR, f"the artifact has no output '{key}'", tolerance
                     )
                 checks.append(compare(key, got[key], wanted[key], tolerance))
+                checked_on.append(inputs)
     except _NotRun as reason:
         return ArtifactCheck(artifact.target, artifact.quantization, NOT_RUN, str(reason), tolerance)
     except _RunFailed as failure:
@@ -128,9 +138,15 @@ def _check_artifact(
     failed = [check.name for check in outputs if not check.passed]
     status = FAILED if failed else PASSED
     message = f"outputs off by more than {tolerance:g} of their scale: {', '.join(failed)}" if failed else "ok"
-    return ArtifactCheck(
+    verdict = ArtifactCheck(
         artifact.target, artifact.quantization, status, message, tolerance, outputs, inputs_manifest, outputs_manifest
     )
+    if status != FAILED:
+        return verdict
+    from converter.culprit import explain_failure
+
+    worst = max(range(len(checks)), key=lambda i: checks[i].max_rel_error)
+    return explain_failure(artifact, verdict, checked_on[worst], source_graph)
 
 
 class _NotRun(Exception):
