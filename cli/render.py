@@ -135,7 +135,18 @@ def render_validation(results: Sequence[ConversionResult]) -> str:
         return "validation: not run (--no-verify)"
     title = "validation: the source model and each artifact on seeded random inputs and all ones"
     headers = ["target", "quant", "size", "status", "output", "max abs err", "rel to scale", "tolerance"]
-    return f"{title}\n{table(headers, rows)}"
+    return "\n".join([title, table(headers, rows), *_failure_notes(results)])
+
+
+def _failure_notes(results: Sequence[ConversionResult]) -> list[str]:
+    """Under the table, for each failed artifact: what it means and what to do, then where it departs."""
+    lines = []
+    for check in (check for result in results for check in result.validation):
+        if check.advice:
+            lines.append(f"{check.target.value} {check.quantization.value}: {check.advice}")
+        if check.culprit:
+            lines.append(f"  {check.culprit}")
+    return lines
 
 
 def render_manifest(result: ConversionResult) -> str:
