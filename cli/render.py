@@ -135,14 +135,28 @@ def render_validation(results: Sequence[ConversionResult]) -> str:
         return "validation: not run (--no-verify)"
     title = "validation: the source model and each artifact on seeded random inputs and all ones"
     headers = ["target", "quant", "size", "status", "output", "max abs err", "rel to scale", "tolerance"]
-    # A passing verdict with words (rows chosen among tied scores) is said below the table.
-    notes = [
+    return "\n".join([title, table(headers, rows), *_tie_notes(results), *_failure_notes(results)])
+
+
+def _tie_notes(results: Sequence[ConversionResult]) -> list[str]:
+    """A passing verdict with words (rows chosen among tied scores), said below the table."""
+    return [
         f"{c.target.value} {c.quantization.value}: {c.message}"
         for r in results
         for c in r.validation
         if c.outputs and c.message.startswith("passed:")
     ]
-    return "\n".join([f"{title}\n{table(headers, rows)}", *notes])
+
+
+def _failure_notes(results: Sequence[ConversionResult]) -> list[str]:
+    """Under the table, for each failed artifact: what it means and what to do, then where it departs."""
+    lines = []
+    for check in (check for result in results for check in result.validation):
+        if check.advice:
+            lines.append(f"{check.target.value} {check.quantization.value}: {check.advice}")
+        if check.culprit:
+            lines.append(f"  {check.culprit}")
+    return lines
 
 
 def render_manifest(result: ConversionResult) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from converter import formats as fmt
 from converter.archive import ArchiveLimits
+from converter.culprit import SourceGraph
 from converter.detect import ModelSource, detect_model
 from converter.errors import BadOptionsError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
@@ -426,9 +427,12 @@ def _verify(
         input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
     signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
     heads = _selection_heads(source, output_keys)
+    graph = _source_graph(source)
     if original.format is ModelFormat.TFJS_GRAPH:
         reference = with_selection_tensors(partial(_tfjs_reference, original.path), output_keys, heads)
-        return verify_artifacts(artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE, heads)
+        return verify_artifacts(
+            artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE, heads, source_graph=graph
+        )
     if original.format is ModelFormat.TF1_CHECKPOINT:
         from converter.checkpoint_input import checkpoint_reference
 
@@ -438,7 +442,7 @@ def _verify(
         reference = with_selection_tensors(
             lambda keys: reference_runner(source.format, source.path, keys, signature), output_keys, heads
         )
-    return verify_artifacts(artifacts, output_keys, input_sets, reference, selections=heads)
+    return verify_artifacts(artifacts, output_keys, input_sets, reference, selections=heads, source_graph=graph)
 
 
 def _selection_heads(source: ModelSource, output_keys: list[str]) -> SelectionHeads | None:
@@ -467,6 +471,13 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def _source_graph(source: ModelSource) -> SourceGraph | None:
+    """The graph a failed artifact is walked against node by node; SavedModel and Keras sources have none."""
+    if not source.format.is_graph:
+        return None
+    return SourceGraph(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
 
 
 def _not_verified(artifacts: list[Artifact], reason: str) -> tuple[ArtifactCheck, ...]:

@@ -84,6 +84,8 @@ class ArtifactCheck:
     outputs: tuple[OutputCheck, ...] = ()
     inputs_manifest: tuple[TensorEntry, ...] = ()
     outputs_manifest: tuple[TensorEntry, ...] = ()
+    culprit: str = ""  # a failed artifact: the first node where it departs, the weights rounded most
+    advice: str = ""  # a failed artifact: what the failure means and the next step
 
 
 @dataclass(frozen=True)

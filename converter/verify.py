@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +18,9 @@ from converter.formats import ModelFormat, Quantization, Target
 from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, OutputCheck, TensorEntry
 from converter.selection import SelectionHeads, artifact_tensors, tensor_name, tie_message
 from converter.summary import TensorSpec
+
+if TYPE_CHECKING:
+    from converter.culprit import SourceGraph
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -88,14 +91,19 @@ def verify_artifacts(
     reference: Callable[[Arrays], Arrays],
     tolerance_floor: float = 0.0,
     selections: SelectionHeads | None = None,
+    source_graph: SourceGraph | None = None,
 ) -> tuple[ArtifactCheck, ...]:
     """Run every artifact and the source on each input set and compare every output.
 
     `tolerance_floor` raises every tolerance to at least that (see CROSS_RUNTIME_TOLERANCE).
     Outputs in `selections` are compared with ties in mind (converter/selection.py).
+    A failed artifact is explained (culprit, advice); against `source_graph` node by node when given.
     """
     expected = [reference(inputs) for inputs in input_sets]
-    return tuple(_check_artifact(a, output_keys, input_sets, expected, tolerance_floor, selections) for a in artifacts)
+    return tuple(
+        _check_artifact(a, output_keys, input_sets, expected, tolerance_floor, selections, source_graph)
+        for a in artifacts
+    )
 
 
 def _check_artifact(
@@ -105,6 +113,7 @@ def _check_artifact(
     expected: list[Arrays],
     tolerance_floor: float,
     selections: SelectionHeads | None = None,
+    source_graph: SourceGraph | None = None,
 ) -> ArtifactCheck:
     tolerance = tolerance_for(artifact.quantization, tolerance_floor)
     if artifact.target is Target.TFLITE:
@@ -116,6 +125,7 @@ def _check_artifact(
     try:
         run, inputs_manifest, outputs_manifest = runner(artifact, output_keys)
         checks = []
+        checked_on: list[Arrays] = []  # the input set of each check
         for inputs, wanted in zip(input_sets, expected, strict=True):
             got = run(inputs)
             feeds = artifact_tensors(artifact, selections.feeds(), inputs) if selections else {}
@@ -128,6 +138,7 @@ def _check_artifact(
                     checks.extend(selections.check(key, got[key], wanted, feeds, tolerance))
                 else:
                     checks.append(compare(key, got[key], wanted[key], tolerance))
+            checked_on.extend([inputs] * (len(checks) - len(checked_on)))
     except _NotRun as reason:
         return ArtifactCheck(artifact.target, artifact.quantization, NOT_RUN, str(reason), tolerance)
     except _RunFailed as failure:
@@ -138,9 +149,15 @@ def _check_artifact(
     message = (
         f"outputs off by more than {tolerance:g} of their scale: {', '.join(failed)}" if failed else tie_message(checks)
     )
-    return ArtifactCheck(
+    verdict = ArtifactCheck(
         artifact.target, artifact.quantization, status, message, tolerance, outputs, inputs_manifest, outputs_manifest
     )
+    if status != FAILED:
+        return verdict
+    from converter.culprit import explain_failure
+
+    worst = max(range(len(checks)), key=lambda i: checks[i].max_rel_error)
+    return explain_failure(artifact, verdict, checked_on[worst], source_graph)
 
 
 class _NotRun(Exception):
