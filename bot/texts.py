@@ -154,7 +154,7 @@ EN = Texts(
     advice_quantized="Weights stored as {quant} move this model's outputs that much: keep float32, or try another "
     "quantization (quant=none, float16, uint16).",
     advice_float32="Its runtime computes differently from TensorFlow for this model; the report says where.",
-    culprit=" First differs at {culprit}.",
+    culprit=" Where: {culprit}.",
     withheld="Not sent: {target}. It failed to run: {reason}",
     report="Job #{job_id} report\nTimings: {timings}\n{warnings}{manifest}",
     not_admin="This command is for admins.",
@@ -245,7 +245,7 @@ ZH = Texts(
         "以 {quant} 存储权重使该模型的输出偏离这么多：请保留 float32，或尝试其他量化（quant=none、float16、uint16）。"
     ),
     advice_float32="对该模型，其运行时的计算与 TensorFlow 不同；报告中写明了位置。",
-    culprit="首个不同之处：{culprit}。",
+    culprit="位置：{culprit}。",
     withheld="未发送：{target}。它无法运行：{reason}",
     report="任务 #{job_id} 报告\n耗时：{timings}\n{warnings}{manifest}",
     not_admin="此命令仅限管理员。",
