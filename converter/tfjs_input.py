@@ -264,10 +264,12 @@ def split_fused_node(node: Any, graph_def: Any) -> None:
     if has_bias:
         if not args:
             raise UnsupportedModelError(f"{node.op} {name!r} has no bias input")
+        # TF.js adds the bias with broadcasting: a scalar bias (grappler fuses `conv + 14.0` so) is an AddV2.
+        bias_op = "BiasAdd" if _const_rank(graph_def, args[0]) in (1, None) else "AddV2"
         bias = _new_node(
-            graph_def, name if last_is == "bias" else f"{name}/bias_add", "BiasAdd", [current, args[0]], t_attr
+            graph_def, name if last_is == "bias" else f"{name}/bias_add", bias_op, [current, args[0]], t_attr
         )
-        if base_op != "MatMul" and "data_format" in node.attr:
+        if bias_op == "BiasAdd" and base_op != "MatMul" and "data_format" in node.attr:
             bias.attr["data_format"].CopyFrom(node.attr["data_format"])
         current = bias.name
     if activation is None:
@@ -286,6 +288,15 @@ def split_fused_node(node: Any, graph_def: Any) -> None:
     act = _new_node(graph_def, name, _ACTIVATIONS[activation], [current], t_attr)
     if activation == "LeakyRelu" and "leakyrelu_alpha" in node.attr:
         act.attr["alpha"].f = node.attr["leakyrelu_alpha"].f
+
+
+def _const_rank(graph_def: Any, tensor: str) -> int | None:
+    """The rank of the Const ``tensor`` already in ``graph_def``; None if it is not one (yet)."""
+    node_name = tensor.partition(":")[0]
+    for node in graph_def.node:
+        if node.name == node_name and node.op == "Const" and "value" in node.attr:
+            return len(node.attr["value"].tensor.tensor_shape.dim)
+    return None
 
 
 def _dtype_of(tensor: str, memo: Mapping[str, list[int]]) -> int | None:

@@ -94,6 +94,18 @@ def test_centernet_detector_passes_where_topk_picks_among_ties(centernet) -> Non
     assert TIES in checks[Target.TFLITE].message
 
 
+def test_centernet_as_a_tfjs_model_converts_to_tflite_and_tfjs(centernet, tmp_path: Path) -> None:
+    """The TF.js model of the detector as a source: grappler fused `conv + 14.0` into a _FusedConv2D whose bias is
+    a scalar, which convbot's rebuild once turned into a BiasAdd TensorFlow refuses ("must be rank 1")."""
+    _, result = centernet
+    tfjs_dir = Path(result.artifact(Target.TFJS).path)
+    options = ConversionOptions(targets=(Target.TFLITE, Target.TFJS), outputs=("detections",))
+    again = convert_in_process(tfjs_dir, tmp_path / "again", options, tmp_path / "work")
+    for check in again.validation:
+        assert check.status == "passed", (check.target, check.message)
+        assert {o.name for o in check.outputs} >= {"detections", "scores:0", "box_head:0"}
+
+
 def test_ssd_nms_head_passes_and_tfjs_casts_read_back_as_floats(tmp_path: Path, tf: Any) -> None:
     source = write_ssd(tf, tmp_path / "ssd.pb")
     outputs = ("detection_boxes", "detection_scores", "num_detections")
