@@ -138,6 +138,20 @@ def render_validation(results: Sequence[ConversionResult]) -> str:
     return "\n".join([title, table(headers, rows), *_tie_notes(results), *_failure_notes(results)])
 
 
+def render_graph_check(result: ConversionResult) -> str:
+    """Is the graph convbot rebuilt from a TF.js model faithful to it (apart from each artifact's runtime)?"""
+    worst = max(result.graph_check, key=lambda check: check.max_rel_error)
+    if all(check.passed for check in result.graph_check):
+        return (
+            "conversion: the graph convbot rebuilt, run in TensorFlow, matches your model run in TF.js: "
+            f"up to {_error(worst.max_rel_error)} of scale ({worst.name})"
+        )
+    return (
+        "conversion: FAILED: the graph convbot rebuilt, run in TensorFlow, departs from your model run in TF.js "
+        f"by {_error(worst.max_rel_error)} of scale ({worst.name}); this is convbot's fault: please report it"
+    )
+
+
 def _tie_notes(results: Sequence[ConversionResult]) -> list[str]:
     """A passing verdict with words (rows chosen among tied scores), said below the table."""
     return [
@@ -199,6 +213,8 @@ def render_result(result: ConversionResult) -> str:
     lines.append("tools:   " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
     lines += [f"warning: {w}" for w in result.warnings]
     lines += ["", render_validation([result])]
+    if result.graph_check:
+        lines += ["", render_graph_check(result)]
     manifest = render_manifest(result)
     if manifest:
         lines += ["", manifest]

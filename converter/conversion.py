@@ -27,7 +27,7 @@ from converter.inspection import inspect_source
 from converter.machine_independence import use_machine_independent_tensorflow
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
-from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, ConversionResult
+from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, ConversionResult, OutputCheck
 from converter.selection import SelectionHeads, selection_heads, with_selection_tensors
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
@@ -35,6 +35,7 @@ from converter.tfjs_ops import ensure_tfjs_runs_ops
 from converter.verify import (
     CROSS_RUNTIME_TOLERANCE,
     TOLERANCES,
+    check_graph_faithfulness,
     make_inputs,
     reference_runner,
     verify_artifacts,
@@ -208,9 +209,10 @@ def convert_in_process(
         outcome = _convert_via_saved_model(source, summary, plan, options, out_dir, work_dir, stem, stages, logs)
     artifacts, needs_flex = outcome
     validation: tuple[ArtifactCheck, ...] = ()
+    graph_check: tuple[OutputCheck, ...] = ()
     if options.verify:
         with stages.stage("validate"):
-            validation = _verify(source, summary, plan, options, artifacts, original)
+            validation, graph_check = _verify(source, summary, plan, options, artifacts, original)
         artifacts = withhold_unrunnable(artifacts, validation)
     if needs_flex:
         warnings.append(
@@ -227,6 +229,7 @@ def convert_in_process(
         warnings=tuple(warnings),
         needs_flex_delegate=needs_flex,
         validation=validation,
+        graph_check=graph_check,
         log="\n".join(log for log in logs if log.strip()),
     )
 
@@ -409,9 +412,10 @@ def _verify(
     options: ConversionOptions,
     artifacts: list[Artifact],
     original: ModelSource,
-) -> tuple[ArtifactCheck, ...]:
+) -> tuple[tuple[ArtifactCheck, ...], tuple[OutputCheck, ...]]:
     """Run the original model and every artifact on the same inputs; `source` is what was converted
-    (for a TF.js model or a checkpoint, the graph rebuilt or frozen from `original`)."""
+    (for a TF.js model or a checkpoint, the graph rebuilt or frozen from `original`). Returns the
+    artifacts' checks and, for a TF.js model, the rebuilt graph's check against it."""
     output_keys = [_key(spec) for spec in plan.outputs]
     shapes = {}
     for spec in plan.inputs:
@@ -420,7 +424,7 @@ def _verify(
         if dims and dims[0] < 0:
             dims[0] = 1
         if known is None or any(d < 0 for d in dims):  # () is a scalar: known
-            return _not_verified(artifacts, f"input {_key(spec)} has unknown dimensions; give --shape to verify")
+            return _not_verified(artifacts, f"input {_key(spec)} has unknown dimensions; give --shape to verify"), ()
         shapes[_key(spec)] = tuple(dims)
     input_sets = make_inputs(plan.inputs, shapes)
     if options.verify_inputs:
@@ -429,10 +433,26 @@ def _verify(
     heads = _selection_heads(source, output_keys)
     graph = _source_graph(source)
     if original.format is ModelFormat.TFJS_GRAPH:
+        # Two questions apart: is the rebuilt graph faithful to the model run in TF.js, and does each
+        # artifact's runtime compute what TensorFlow computes for it (converter/runtime_note.py)?
         reference = with_selection_tensors(partial(_tfjs_reference, original.path), output_keys, heads)
-        return verify_artifacts(
-            artifacts, output_keys, input_sets, reference, CROSS_RUNTIME_TOLERANCE, heads, source_graph=graph
+        expected = [reference(inputs) for inputs in input_sets]
+        graph_reference = with_selection_tensors(
+            lambda keys: reference_runner(ModelFormat.FROZEN_GRAPH, source.path, keys), output_keys, heads
         )
+        graph_check = check_graph_faithfulness(graph_reference, expected, input_sets, output_keys, heads)
+        validation = verify_artifacts(
+            artifacts,
+            output_keys,
+            input_sets,
+            reference,
+            CROSS_RUNTIME_TOLERANCE,
+            heads,
+            source_graph=graph,
+            expected=expected,
+            graph_faithful=all(check.passed for check in graph_check),
+        )
+        return validation, graph_check
     if original.format is ModelFormat.TF1_CHECKPOINT:
         from converter.checkpoint_input import checkpoint_reference
 
@@ -442,7 +462,7 @@ def _verify(
         reference = with_selection_tensors(
             lambda keys: reference_runner(source.format, source.path, keys, signature), output_keys, heads
         )
-    return verify_artifacts(artifacts, output_keys, input_sets, reference, selections=heads, source_graph=graph)
+    return verify_artifacts(artifacts, output_keys, input_sets, reference, selections=heads, source_graph=graph), ()
 
 
 def _selection_heads(source: ModelSource, output_keys: list[str]) -> SelectionHeads | None:

@@ -79,9 +79,10 @@ class WeightRounding:
 
 def explain_failure(
     artifact: Artifact, check: ArtifactCheck, failing_inputs: Arrays, source: SourceGraph | None
-) -> ArtifactCheck:
-    """`check` (FAILED) with its culprit and advice. Diagnosis never changes the verdict: when a
-    part of it cannot be worked out, that part is left out rather than guessed."""
+) -> tuple[ArtifactCheck, Departure | None]:
+    """`check` (FAILED) with its culprit and advice, and the first departing node if one was found.
+    Diagnosis never changes the verdict: when a part of it cannot be worked out, that part is left
+    out rather than guessed."""
     from dataclasses import replace
 
     departure: Departure | None = None
@@ -97,7 +98,7 @@ def explain_failure(
     if weights:
         parts.append("weights rounded most (error / norm): " + ", ".join(w.describe() for w in weights))
     advice = advise(artifact.target, artifact.quantization, check.outputs, departure)
-    return replace(check, culprit="; ".join(parts), advice=advice)
+    return replace(check, culprit="; ".join(parts), advice=advice), departure
 
 
 def _best_effort(diagnose: Callable[[], _T]) -> _T | None:

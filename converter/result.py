@@ -102,6 +102,9 @@ class ConversionResult:
     warnings: tuple[str, ...] = ()
     needs_flex_delegate: bool = False
     validation: tuple[ArtifactCheck, ...] = ()
+    # For a TF.js model: the graph convbot rebuilt, run in TensorFlow, against the model run in TF.js
+    # (is the conversion faithful?), apart from each artifact's runtime.
+    graph_check: tuple[OutputCheck, ...] = ()
     log: str = field(default="", repr=False)
 
     def artifact(self, target: Target) -> Artifact | None:

@@ -75,6 +75,42 @@ def compare(name: str, got: NDArray[Any], expected: NDArray[Any], tolerance: flo
     return OutputCheck(name, abs_error, rel_error, bool(np.isfinite(rel_error) and rel_error <= tolerance))
 
 
+def compare_outputs(
+    got: Arrays,
+    wanted: Arrays,
+    output_keys: Sequence[str],
+    tolerance: float,
+    selections: SelectionHeads | None = None,
+    feeds: Arrays | None = None,
+) -> list[OutputCheck]:
+    """Every output of `got` against `wanted`; outputs chosen by a selection op with ties in mind, on the
+    tensors in `feeds` that fed the selection where given."""
+    checks = []
+    for key in output_keys:
+        if selections is not None and key in selections:
+            checks.extend(selections.check(key, got[key], wanted, feeds or {}, tolerance))
+        else:
+            checks.append(compare(key, got[key], wanted[key], tolerance))
+    return checks
+
+
+def check_graph_faithfulness(
+    graph_reference: Callable[[Arrays], Arrays],
+    expected: list[Arrays],
+    input_sets: list[Arrays],
+    output_keys: Sequence[str],
+    selections: SelectionHeads | None = None,
+) -> tuple[OutputCheck, ...]:
+    """The first of a check's two questions, for a source another engine runs (a TF.js model): the graph
+    convbot built, run in TensorFlow, against the source's own outputs `expected`, at the cross-runtime
+    tolerance. Worst per output."""
+    checks = []
+    for inputs, wanted in zip(input_sets, expected, strict=True):
+        got = graph_reference(inputs)
+        checks.extend(compare_outputs(got, wanted, output_keys, CROSS_RUNTIME_TOLERANCE, selections, got))
+    return _worst(checks)
+
+
 def _worst(checks: list[OutputCheck]) -> tuple[OutputCheck, ...]:
     """One entry per output: the worst over all input sets."""
     worst: dict[str, OutputCheck] = {}
@@ -92,16 +128,21 @@ def verify_artifacts(
     tolerance_floor: float = 0.0,
     selections: SelectionHeads | None = None,
     source_graph: SourceGraph | None = None,
+    expected: list[Arrays] | None = None,
+    graph_faithful: bool = True,
 ) -> tuple[ArtifactCheck, ...]:
     """Run every artifact and the source on each input set and compare every output.
 
     `tolerance_floor` raises every tolerance to at least that (see CROSS_RUNTIME_TOLERANCE).
     Outputs in `selections` are compared with ties in mind (converter/selection.py).
-    A failed artifact is explained (culprit, advice); against `source_graph` node by node when given.
+    A failed artifact is explained (culprit, advice); against `source_graph` node by node when given,
+    and, when the graph convbot built is faithful, a float32 departure that is one op's kernel in the
+    artifact's runtime passes with a runtime note (converter/runtime_note.py).
+    `expected`: the reference's outputs on `input_sets` when already computed.
     """
-    expected = [reference(inputs) for inputs in input_sets]
+    expected = expected if expected is not None else [reference(inputs) for inputs in input_sets]
     return tuple(
-        _check_artifact(a, output_keys, input_sets, expected, tolerance_floor, selections, source_graph)
+        _check_artifact(a, output_keys, input_sets, expected, tolerance_floor, selections, source_graph, graph_faithful)
         for a in artifacts
     )
 
@@ -114,6 +155,7 @@ def _check_artifact(
     tolerance_floor: float,
     selections: SelectionHeads | None = None,
     source_graph: SourceGraph | None = None,
+    graph_faithful: bool = True,
 ) -> ArtifactCheck:
     tolerance = tolerance_for(artifact.quantization, tolerance_floor)
     if artifact.target is Target.TFLITE:
@@ -128,16 +170,12 @@ def _check_artifact(
         checked_on: list[Arrays] = []  # the input set of each check
         for inputs, wanted in zip(input_sets, expected, strict=True):
             got = run(inputs)
+            missing = [key for key in output_keys if key not in got]
+            if missing:
+                message = f"the artifact has no output '{missing[0]}'"
+                return ArtifactCheck(artifact.target, artifact.quantization, ERROR, message, tolerance)
             feeds = artifact_tensors(artifact, selections.feeds(), inputs) if selections else {}
-            for key in output_keys:
-                if key not in got:
-                    return ArtifactCheck(
-                        artifact.target, artifact.quantization, ERROR, f"the artifact has no output '{key}'", tolerance
-                    )
-                if selections is not None and key in selections:
-                    checks.extend(selections.check(key, got[key], wanted, feeds, tolerance))
-                else:
-                    checks.append(compare(key, got[key], wanted[key], tolerance))
+            checks.extend(compare_outputs(got, wanted, output_keys, tolerance, selections, feeds))
             checked_on.extend([inputs] * (len(checks) - len(checked_on)))
     except _NotRun as reason:
         return ArtifactCheck(artifact.target, artifact.quantization, NOT_RUN, str(reason), tolerance)
@@ -155,9 +193,11 @@ def _check_artifact(
     if status != FAILED:
         return verdict
     from converter.culprit import explain_failure
+    from converter.runtime_note import with_runtime_note
 
     worst = max(range(len(checks)), key=lambda i: checks[i].max_rel_error)
-    return explain_failure(artifact, verdict, checked_on[worst], source_graph)
+    explained, departure = explain_failure(artifact, verdict, checked_on[worst], source_graph)
+    return with_runtime_note(explained, departure, graph_faithful)
 
 
 class _NotRun(Exception):
