@@ -65,6 +65,8 @@ class Texts:
     advice_float32: str
     culprit: str
     withheld: str
+    graph_faithful: str
+    graph_unfaithful: str
     report: str
     not_admin: str
     stats: str
@@ -156,6 +158,10 @@ EN = Texts(
     advice_float32="Its runtime computes differently from TensorFlow for this model; the report says where.",
     culprit=" Where: {culprit}.",
     withheld="Not sent: {target}. It failed to run: {reason}",
+    graph_faithful="Conversion: the graph rebuilt from your TF.js model, run in TensorFlow, matches it "
+    "(up to {error} of scale, {output}).",
+    graph_unfaithful="Conversion: the graph rebuilt from your TF.js model departs from it by {error} of scale "
+    "({output}): convbot's fault; please report it.",
     report="Job #{job_id} report\nTimings: {timings}\n{warnings}{manifest}",
     not_admin="This command is for admins.",
     stats="Users: {users}\nJobs: {jobs}\nDisk used: {disk}",
@@ -247,6 +253,12 @@ ZH = Texts(
     advice_float32="对该模型，其运行时的计算与 TensorFlow 不同；报告中写明了位置。",
     culprit="位置：{culprit}。",
     withheld="未发送：{target}。它无法运行：{reason}",
+    graph_faithful=(
+        "转换：由您的 TF.js 模型重建的计算图在 TensorFlow 中运行，与原模型一致（最多 {error} 的范围，{output}）。"
+    ),
+    graph_unfaithful=(
+        "转换：由您的 TF.js 模型重建的计算图与原模型相差 {error} 的范围（{output}）：这是 convbot 的问题，请报告。"
+    ),
     report="任务 #{job_id} 报告\n耗时：{timings}\n{warnings}{manifest}",
     not_admin="此命令仅限管理员。",
     stats="用户：{users}\n任务：{jobs}\n磁盘占用：{disk}",

@@ -181,7 +181,10 @@ def validation_line(check: dict[str, Any]) -> str:
     if not check.get("outputs"):
         return f"{check['status']} ({check['message']})"
     worst = max(check["outputs"], key=lambda o: o["max_rel_error"])
-    return f"{check['status']}, max error {worst['max_abs_error']:.1e} ({worst['max_rel_error']:.1e} of scale)"
+    line = f"{check['status']}, max error {worst['max_abs_error']:.1e} ({worst['max_rel_error']:.1e} of scale)"
+    # A pass with words: rows chosen among tied scores, or a runtime's kernel named (converter/verify.py).
+    words = check["message"].removeprefix("passed: ") if check["message"].startswith("passed: ") else ""
+    return f"{line}; {words}" if words else line
 
 
 def caption_text(texts: Texts, check: dict[str, Any] | None, name: str, size: str, quant: str) -> str:
@@ -217,9 +220,19 @@ def withheld_lines(texts: Texts, result: dict[str, Any]) -> list[str]:
     ]
 
 
+def graph_check_line(texts: Texts, graph_check: list[dict[str, Any]]) -> str:
+    """For a TF.js model: is the graph convbot rebuilt from it faithful (apart from each file's runtime)?"""
+    if not graph_check:
+        return ""
+    worst = max(graph_check, key=lambda o: o["max_rel_error"])
+    text = texts.graph_faithful if all(o["passed"] for o in graph_check) else texts.graph_unfaithful
+    return text.format(error=f"{worst['max_rel_error']:.1e}", output=worst["name"]) + "\n"
+
+
 def report_text(texts: Texts, job_id: int, result: dict[str, Any]) -> str:
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.get("timings", {}).items())
     warnings = "".join(f"⚠ {w}\n" for w in [*withheld_lines(texts, result), *result.get("warnings", [])])
+    warnings += graph_check_line(texts, result.get("graph_check") or [])
     manifest_lines = []
     for check in result.get("validation", []):
         target = check["target"]

@@ -327,7 +327,8 @@ def test_zipped_tfjs_graph_model_to_tflite_pb_and_saved_model(chat: Any, tmp_pat
 
     since = fake.mark()
     fake.do(fake.api.user_sends_text, hana, "/convert tflite,pb,savedmodel")
-    fake.wait_for_text(8, "report", since=since, timeout=FIRST_JOB)
+    report = fake.wait_for_text(8, "report", since=since, timeout=FIRST_JOB)
+    assert "Conversion: the graph rebuilt from your TF.js model, run in TensorFlow, matches it" in report.text
     documents = {d.file_name: d for d in fake.do(fake.api.documents_sent, 8)}
     assert set(documents) == {"emotion_web.tflite", "emotion_web.pb", "emotion_web_saved_model.zip"}
     assert all("passed" in document.caption for document in documents.values())
