@@ -55,6 +55,10 @@ CHECKPOINT_INPUT_SHAPE: Shape = (None, 8, 8, 3)
 CHECKPOINT_CLASSES = 3
 CHECKPOINT_STEPS = 2  # training steps before saving: the files are named model.ckpt-2.*
 
+# Detectors (frozen graphs): a CenterNet-style TopK head and an SSD-style NMS head.
+DETECTOR_SIZE, DETECTOR_CLASSES, DETECTOR_K = 16, 2, 20
+SSD_SIZE, SSD_MAX = 8, 10
+
 # Pose-like multi-head graph (PoseNet's four outputs, output stride 4 here).
 POSE_INPUT_SHAPE: Shape = (1, 33, 33, 3)
 POSE_HEADS: dict[str, int] = {
@@ -622,6 +626,68 @@ def write_cancelling_weights_graph(pb_path: PathLike) -> ModelFacts:
         input_shapes={"x": (1, 64)},
         output_shapes={"margin": (1, 8)},
     )
+
+
+def write_centernet(path: PathLike, box_gain: float = 1.0) -> Path:
+    """A CenterNet-style detector as a frozen graph: image [1,16,16,3] -> heatmap conv -> sigmoid -> 3x3
+    MaxPool peaks -> TopKV2 (k 20) -> boxes gathered -> "detections" [20, 6] (box, score, class).
+
+    The large heatmap bias saturates the sigmoid as trained detectors do on background: many
+    scores land within a float32 step of each other, and the engines order them differently.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    path = _prepare(path)
+    rng = np.random.default_rng(1)
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf1.placeholder(tf.float32, [1, DETECTOR_SIZE, DETECTOR_SIZE, 3], name="image")
+        features = tf.nn.relu(tf.nn.conv2d(image, rng.normal(0, 0.5, (3, 3, 3, 8)).astype(np.float32), 1, "SAME"))
+        logits = tf.nn.conv2d(features, rng.normal(0, 0.5, (3, 3, 8, DETECTOR_CLASSES)).astype(np.float32), 1, "SAME")
+        heat = tf.sigmoid(logits + 14.0, name="heatmap")
+        peaks = heat * tf.cast(tf.equal(heat, tf.nn.max_pool2d(heat, 3, 1, "SAME")), tf.float32)
+        scores = tf.reshape(peaks, [1, DETECTOR_SIZE * DETECTOR_SIZE * DETECTOR_CLASSES], name="scores")
+        values, indices = tf.math.top_k(scores, k=DETECTOR_K, name="topk")
+        box_weights = (box_gain * rng.normal(0, 0.5, (3, 3, 8, 4))).astype(np.float32)
+        boxes = tf.reshape(
+            tf.nn.conv2d(features, box_weights, 1, "SAME"), [DETECTOR_SIZE * DETECTOR_SIZE, 4], name="box_head"
+        )
+        picked = tf.gather(boxes, tf.math.floordiv(indices[0], DETECTOR_CLASSES))
+        classes = tf.cast(tf.math.floormod(indices[0], DETECTOR_CLASSES), tf.float32)
+        tf.concat([picked, values[0][:, None], classes[:, None]], axis=1, name="detections")
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def write_ssd(path: PathLike) -> Path:
+    """An SSD-style detector as a frozen graph: a uint8 image [1,8,8,3] -> boxes and scores ->
+    NonMaxSuppressionV5 -> "detection_boxes", "detection_scores" padded to 10 rows, "num_detections"."""
+    import numpy as np
+    import tensorflow as tf
+
+    path = _prepare(path)
+    rng = np.random.default_rng(2)
+    tf1 = tf.compat.v1
+    anchors = SSD_SIZE * SSD_SIZE
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf1.placeholder(tf.uint8, [1, SSD_SIZE, SSD_SIZE, 3], name="image")
+        pixels = tf.cast(image, tf.float32) / 255.0
+        raw = tf.nn.conv2d(pixels, rng.normal(0, 0.5, (3, 3, 3, 4)).astype(np.float32), 1, "SAME")
+        offsets = 0.1 + 0.05 * tf.sigmoid(tf.reshape(raw, [anchors, 4]))
+        centers = rng.random((anchors, 2)).astype(np.float32)
+        boxes = tf.concat([centers - offsets[:, :2], centers + offsets[:, 2:]], 1, name="boxes")
+        logits = tf.nn.conv2d(pixels, rng.normal(0, 0.5, (3, 3, 3, 1)).astype(np.float32), 1, "SAME")
+        scores = tf.reshape(tf.sigmoid(logits), [anchors], name="box_scores")
+        chosen, chosen_scores = tf.image.non_max_suppression_with_scores(boxes, scores, SSD_MAX, iou_threshold=0.5)
+        count = tf.shape(chosen)[0]
+        tf.pad(tf.gather(boxes, chosen), [[0, SSD_MAX - count], [0, 0]], name="detection_boxes")
+        tf.pad(chosen_scores, [[0, SSD_MAX - count]], name="detection_scores")
+        tf.cast(count, tf.float32, name="num_detections")
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
 
 
 def write_tf1_checkpoint(
