@@ -25,6 +25,7 @@ from jobs.service import JobEvent
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 EDIT_INTERVAL_SECONDS = 1.5  # Telegram limits edits; stages can follow each other within milliseconds
+FINAL_EVENTS = ("succeeded", "failed", "cancelled")
 NETWORK_ATTEMPTS = 4
 
 
@@ -57,12 +58,22 @@ class ProgressReporter:
         self.services = bot_services
         self.loop = asyncio.get_running_loop()
         self.last_edit: dict[int, float] = {}
+        self.job_locks: dict[int, asyncio.Lock] = {}
 
     def on_event(self, event: JobEvent) -> None:
         """Called on the job service's thread."""
         asyncio.run_coroutine_threadsafe(self._handle(event), self.loop)
 
     async def _handle(self, event: JobEvent) -> None:
+        # One job's events in the order they came: a file is sent before the report that follows it.
+        lock = self.job_locks.setdefault(event.job_id, asyncio.Lock())
+        async with lock:
+            await self._report(event)
+        if event.kind in FINAL_EVENTS:
+            self.job_locks.pop(event.job_id, None)
+            self.services.sent_early.pop(event.job_id, None)
+
+    async def _report(self, event: JobEvent) -> None:
         try:
             chat_id, language = await asyncio.to_thread(self._owner, event.user_id)
             if chat_id is None:
@@ -73,6 +84,8 @@ class ProgressReporter:
                     return
                 stage = texts.stages.get(event.stage, event.stage)
                 await self._status(event.job_id, chat_id, texts.stage.format(job_id=event.job_id, stage=stage), texts)
+            elif event.kind == "artifact" and event.artifact is not None:
+                await self._send_early(event.job_id, chat_id, texts, event.artifact)
             elif event.kind == "succeeded":  # with a message: some targets were withheld (partial)
                 done = texts.partial.format(job_id=event.job_id, reason=event.message) if event.message else None
                 await self._status(
@@ -95,6 +108,24 @@ class ProgressReporter:
                 await self._status(event.job_id, chat_id, texts.interrupted.format(job_id=event.job_id), texts)
         except Exception:  # one chat's trouble must not stop the others' progress
             log.exception("could not report %s", event)
+
+    async def _send_early(self, job_id: int, chat_id: int, texts: Texts, ready: dict[str, Any]) -> None:
+        """A file of a running job, as soon as it is converted and verified; the status says which."""
+        name = upload_name(Path(ready["path"]))
+        await self._status(job_id, chat_id, texts.sending.format(job_id=job_id, name=name), texts)
+        sent = self.services.sent_early.setdefault(job_id, {})
+        key = (ready["kind"], ready["quantization"])
+        sent[key] = await send_artifact(
+            self.application.bot,
+            self.services,
+            job_id,
+            chat_id,
+            texts,
+            ready["kind"],
+            ready["quantization"],
+            Path(ready["path"]),
+            ready["check"],
+        )
 
     def _owner(self, user_id: int) -> tuple[int | None, str]:
         from db.models import User
@@ -138,25 +169,51 @@ async def send_results(
         return
     artifacts, result = job_data
     checks = {(c["target"], c["quantization"]): c for c in result.get("validation", [])}
+    sent_early = {} if resend else bot_services.sent_early.pop(job_id, {})
     for artifact_id, kind, quant, path, file_id in artifacts:
-        source = Path(path)
-        upload_name = source.name if source.is_file() else f"{source.name}.zip"
-        if source.is_dir():
-            zip_path = bot_services.settings.tmp_dir / f"send-{artifact_id}" / upload_name
-            await asyncio.to_thread(zip_folder, source, zip_path)
-            document: Any = zip_path
-        else:
-            document = source
-        size = Path(document).stat().st_size
-        caption = caption_text(texts, checks.get((kind, quant)), upload_name, format_size(size), quant)
-        sent = await bot.send_document(
-            chat_id, document=file_id or Path(document).read_bytes(), filename=upload_name, caption=caption[:1000]
+        if (kind, quant) in sent_early:  # sent while the job ran
+            early_id = sent_early[(kind, quant)]
+            if early_id and not file_id:
+                await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, early_id)
+            continue
+        new_id = await send_artifact(
+            bot, bot_services, job_id, chat_id, texts, kind, quant, Path(path), checks.get((kind, quant)), file_id
         )
-        if sent.document is not None and not file_id:
-            await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, sent.document.file_id)
+        if new_id and not file_id:
+            await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, new_id)
     if not resend:
         report = report_text(texts, job_id, result)[:4000]
         await with_network_retries(lambda: bot.send_message(chat_id, report))
+
+
+def upload_name(path: Path) -> str:
+    """The file name a user receives: a folder (TF.js model) goes as a zip of it."""
+    return path.name if path.is_file() else f"{path.name}.zip"
+
+
+async def send_artifact(
+    bot: Any,
+    bot_services: BotServices,
+    job_id: int,
+    chat_id: int,
+    texts: Texts,
+    kind: str,
+    quant: str,
+    path: Path,
+    check: dict[str, Any] | None,
+    file_id: str | None = None,
+) -> str | None:
+    """One file with its verdict in the caption; returns Telegram's id for it (to send it again by id)."""
+    name = upload_name(path)
+    document: Any = path
+    if path.is_dir():
+        document = bot_services.settings.tmp_dir / f"send-{job_id}-{kind}-{quant}" / name
+        await asyncio.to_thread(zip_folder, path, document)
+    caption = caption_text(texts, check, name, format_size(Path(document).stat().st_size), quant)
+    sent = await bot.send_document(
+        chat_id, document=file_id or Path(document).read_bytes(), filename=name, caption=caption[:1000]
+    )
+    return sent.document.file_id if sent.document is not None else None
 
 
 def _job_files(

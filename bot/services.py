@@ -31,6 +31,8 @@ class BotServices:
     jobs: JobService
     state: ChatState = field(default_factory=ChatState)
     status_messages: dict[int, tuple[int, int]] = field(default_factory=dict)  # job id -> (chat, message)
+    # Files sent while their job ran, not again at its end: job id -> {(kind, quantization): Telegram file id}.
+    sent_early: dict[int, dict[tuple[str, str], str | None]] = field(default_factory=dict)
     _inspector: ProcessPoolExecutor | None = None
 
     async def inspect(self, path: Path, work_dir: Path) -> dict[str, Any]:

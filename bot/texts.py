@@ -46,6 +46,7 @@ class Texts:
     queued: str
     stage: str
     stages: dict[str, str]
+    sending: str
     succeeded: str
     partial: str
     failed: str
@@ -135,6 +136,7 @@ EN = Texts(
         "converting TF.js": "converting to TF.js",
         "validating": "checking the results",
     },
+    sending="Job #{job_id}: sending {name}…",
     succeeded="Job #{job_id} done.",
     partial="Job #{job_id} done, but not every file is sent: {reason}",
     failed="Job #{job_id} failed: {reason}",
@@ -230,6 +232,7 @@ ZH = Texts(
         "converting TF.js": "转换为 TF.js",
         "validating": "核对结果",
     },
+    sending="任务 #{job_id}：正在发送 {name}…",
     succeeded="任务 #{job_id} 完成，状态：succeeded。",
     partial="任务 #{job_id} 完成（partial），但并非所有文件都已发送：{reason}",
     failed="任务 #{job_id} 失败（failed）：{reason}",

@@ -170,11 +170,15 @@ def convert_in_process(
     limits: ArchiveLimits = ArchiveLimits(),
     stem: str | None = None,
     progress: ProgressCallback | None = None,
+    on_artifact: ArtifactCallback | None = None,
 ) -> ConversionResult:
     """Convert `model_path` to each target in `options`, writing artifacts into `out_dir`.
 
     `work_dir` is a private scratch folder (archives are unpacked there). `progress` is called
-    with each stage's name as it starts: loading, convert_tflite, convert_tfjs, validate.
+    with each stage's name as it starts: loading, convert_tflite, validate, convert_tfjs, validate...
+    Each artifact is verified as soon as it is written, and `on_artifact` is called with every one
+    that may be delivered and its check (None without verification), so that it can be sent before
+    the next target is converted. An artifact that fails to load or run is deleted and left out.
     Raises ConvbotError subclasses with a short message; the full log is on the exception.
     """
     use_machine_independent_tensorflow()  # also in-process callers (tests, library users): read lazily by TF
@@ -200,20 +204,15 @@ def convert_in_process(
     with stages.stage("load_tensorflow"):  # most of a cold conversion; nothing in a warm worker
         versions = tool_versions()
 
-    artifacts: list[Artifact] = []
     logs: list[str] = []
-    needs_flex = False
+    verification = Verification(source, summary, plan, options, original) if options.verify else None
+    delivery = Delivery(verification, stages, on_artifact)
     if source.format.is_graph:
-        outcome = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs)
+        needs_flex = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs, delivery.add)
     else:
-        outcome = _convert_via_saved_model(source, summary, plan, options, out_dir, work_dir, stem, stages, logs)
-    artifacts, needs_flex = outcome
-    validation: tuple[ArtifactCheck, ...] = ()
-    graph_check: tuple[OutputCheck, ...] = ()
-    if options.verify:
-        with stages.stage("validate"):
-            validation, graph_check = _verify(source, summary, plan, options, artifacts, original)
-        artifacts = withhold_unrunnable(artifacts, validation)
+        needs_flex = _convert_via_saved_model(
+            source, summary, plan, options, out_dir, work_dir, stem, stages, logs, delivery.add
+        )
     if needs_flex:
         warnings.append(
             "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
@@ -223,18 +222,45 @@ def convert_in_process(
         format=original.format,
         inputs=plan.inputs,
         outputs=plan.outputs,
-        artifacts=tuple(artifacts),
+        artifacts=tuple(delivery.artifacts),
         timings={k: round(v, 4) for k, v in stages.timings.items()},
         versions=versions,
         warnings=tuple(warnings),
         needs_flex_delegate=needs_flex,
-        validation=validation,
-        graph_check=graph_check,
+        validation=tuple(delivery.checks),
+        graph_check=verification.graph_check if verification is not None else (),
         log="\n".join(log for log in logs if log.strip()),
     )
 
 
 ProgressCallback = Callable[[str], None]
+ArtifactCallback = Callable[[Artifact, ArtifactCheck | None], None]
+
+
+class Delivery:
+    """What a conversion delivers: each artifact verified as it is written, kept unless it failed to load or run."""
+
+    def __init__(
+        self, verification: Verification | None, stages: StageClock, on_artifact: ArtifactCallback | None
+    ) -> None:
+        self.verification = verification
+        self.stages = stages
+        self.on_artifact = on_artifact
+        self.artifacts: list[Artifact] = []
+        self.checks: list[ArtifactCheck] = []
+
+    def add(self, artifact: Artifact) -> None:
+        check = None
+        if self.verification is not None:
+            with self.stages.stage("validate"):
+                check = self.verification.check(artifact)
+            self.checks.append(check)
+            if check.status == ERROR:  # never delivered: its check keeps the reason
+                _remove(Path(artifact.path))
+                return
+        self.artifacts.append(artifact)
+        if self.on_artifact is not None:
+            self.on_artifact(artifact, check)
 
 
 class StageClock:
@@ -264,7 +290,8 @@ def _convert_graph(
     stem: str,
     stages: StageClock,
     logs: list[str],
-) -> tuple[list[Artifact], bool]:
+    emit: Callable[[Artifact], None],
+) -> bool:
     from converter.tensorflow_export import saved_model_from_graph, write_frozen_graph
     from converter.tfjs_export import tfjs_from_frozen_graph
     from converter.tflite_export import tflite_from_frozen_graph
@@ -272,7 +299,6 @@ def _convert_graph(
     graph = read_graph_def(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
     inputs = [spec.name for spec in plan.inputs]
     outputs = [spec.name for spec in plan.outputs]
-    artifacts = []
     needs_flex = False
     if Target.TFLITE in options.targets:
         with stages.stage("convert_tflite"):
@@ -288,9 +314,9 @@ def _convert_graph(
             )
         logs.append(outcome.log)
         needs_flex = outcome.needs_flex_delegate
-        artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+        emit(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
     if not any(target in options.targets for target in (Target.TFJS, Target.FROZEN_GRAPH, Target.SAVED_MODEL)):
-        return artifacts, needs_flex
+        return needs_flex
     # TF.js and TensorFlow keep unknown dimensions (a dynamic batch is useful); only given shapes apply.
     dynamic = prune_graph(graph, inputs, outputs, plan.given_shapes)
     if Target.TFJS in options.targets:
@@ -298,16 +324,16 @@ def _convert_graph(
             pruned_path = write_frozen_graph(dynamic, work_dir / "pruned_tfjs.pb")
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
             logs.append(tfjs_from_frozen_graph(pruned_path, outputs, options.tfjs_quantization, tfjs_dir))
-        artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+        emit(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
     if Target.FROZEN_GRAPH in options.targets:
         with stages.stage("write_pb"):
             pb_path = write_frozen_graph(dynamic, out_dir / f"{stem}.pb")
-        artifacts.append(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
+        emit(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
     if Target.SAVED_MODEL in options.targets:
         with stages.stage("write_saved_model"):
             zip_path = saved_model_from_graph(dynamic, inputs, outputs, work_dir, out_dir / f"{stem}_saved_model.zip")
-        artifacts.append(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
-    return artifacts, needs_flex
+        emit(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
+    return needs_flex
 
 
 def _convert_via_saved_model(
@@ -320,7 +346,8 @@ def _convert_via_saved_model(
     stem: str,
     stages: StageClock,
     logs: list[str],
-) -> tuple[list[Artifact], bool]:
+    emit: Callable[[Artifact], None],
+) -> bool:
     from converter.serving_export import export_keras, export_saved_model_subset
     from converter.tensorflow_export import frozen_graph_from_saved_model, save_zipped_saved_model
     from converter.tfjs_export import tfjs_from_saved_model, tfjs_layers_from_keras
@@ -341,36 +368,35 @@ def _convert_via_saved_model(
             else:
                 key = summary.details.get("signature", fmt.SERVING_SIGNATURE)
                 serving_dir = export_saved_model_subset(source.path, key, plan.inputs, output_keys, shapes, export_dir)
-    artifacts = []
     needs_flex = False
     if Target.TFLITE in options.targets:
         with stages.stage("convert_tflite"):
             outcome = tflite_from_saved_model(serving_dir, options.tflite_quantization, out_dir / f"{stem}.tflite")
         logs.append(outcome.log)
         needs_flex = outcome.needs_flex_delegate
-        artifacts.append(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+        emit(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
     if Target.TFJS in options.targets:
         with stages.stage("convert_tfjs"):
             tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
             logs.append(tfjs_from_saved_model(serving_dir, output_keys, options.tfjs_quantization, tfjs_dir))
-        artifacts.append(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+        emit(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
     if Target.FROZEN_GRAPH in options.targets:
         with stages.stage("write_pb"):
             # The user's own SavedModel keeps its signature's name; an exported one is serving_default.
             exported = serving_dir != source.path
             signature = fmt.SERVING_SIGNATURE if exported else summary.details.get("signature", fmt.SERVING_SIGNATURE)
             pb_path = frozen_graph_from_saved_model(serving_dir, signature, out_dir / f"{stem}.pb")
-        artifacts.append(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
+        emit(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
     if Target.SAVED_MODEL in options.targets:
         with stages.stage("write_saved_model"):
             zip_path = save_zipped_saved_model(serving_dir, out_dir / f"{stem}_saved_model.zip")
-        artifacts.append(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
+        emit(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
     if Target.TFJS_LAYERS in options.targets:
         with stages.stage("convert_tfjs_layers"):
             layers_dir = _fresh_dir(out_dir / f"{stem}_tfjs_layers")
             logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
-        artifacts.append(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
-    return artifacts, needs_flex
+        emit(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
+    return needs_flex
 
 
 def _rebuild_tfjs_graph(source: ModelSource, work_dir: Path) -> ModelSource:
@@ -405,64 +431,96 @@ def _tfjs_reference(model_dir: Path, output_keys: list[str]) -> Any:
     return run
 
 
-def _verify(
-    source: ModelSource,
-    summary: ModelSummary,
-    plan: ConversionPlan,
-    options: ConversionOptions,
-    artifacts: list[Artifact],
-    original: ModelSource,
-) -> tuple[tuple[ArtifactCheck, ...], tuple[OutputCheck, ...]]:
-    """Run the original model and every artifact on the same inputs; `source` is what was converted
-    (for a TF.js model or a checkpoint, the graph rebuilt or frozen from `original`). Returns the
-    artifacts' checks and, for a TF.js model, the rebuilt graph's check against it."""
-    output_keys = [_key(spec) for spec in plan.outputs]
-    shapes = {}
-    for spec in plan.inputs:
-        known = plan.tflite_shapes.get(_key(spec))
-        dims = list(known or ())
-        if dims and dims[0] < 0:
-            dims[0] = 1
-        if known is None or any(d < 0 for d in dims):  # () is a scalar: known
-            return _not_verified(artifacts, f"input {_key(spec)} has unknown dimensions; give --shape to verify"), ()
-        shapes[_key(spec)] = tuple(dims)
-    input_sets = make_inputs(plan.inputs, shapes)
-    if options.verify_inputs:
-        input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
-    signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
-    heads = _selection_heads(source, output_keys)
-    graph = _source_graph(source)
-    if original.format is ModelFormat.TFJS_GRAPH:
-        # Two questions apart: is the rebuilt graph faithful to the model run in TF.js, and does each
-        # artifact's runtime compute what TensorFlow computes for it (converter/runtime_note.py)?
-        reference = with_selection_tensors(partial(_tfjs_reference, original.path), output_keys, heads)
-        expected = [reference(inputs) for inputs in input_sets]
-        graph_reference = with_selection_tensors(
-            lambda keys: reference_runner(ModelFormat.FROZEN_GRAPH, source.path, keys), output_keys, heads
-        )
-        graph_check = check_graph_faithfulness(graph_reference, expected, input_sets, output_keys, heads)
-        validation = verify_artifacts(
-            artifacts,
-            output_keys,
-            input_sets,
-            reference,
-            CROSS_RUNTIME_TOLERANCE,
-            heads,
-            source_graph=graph,
-            expected=expected,
-            graph_faithful=all(check.passed for check in graph_check),
-        )
-        return validation, graph_check
-    if original.format is ModelFormat.TF1_CHECKPOINT:
-        from converter.checkpoint_input import checkpoint_reference
+class Verification:
+    """Runs the original model once on the check's inputs and checks each artifact against it as it comes.
 
-        reference = checkpoint_reference(original.path, output_keys)
-        heads = None  # the training graph's node names need not match the frozen graph's
-    else:
-        reference = with_selection_tensors(
-            lambda keys: reference_runner(source.format, source.path, keys, signature), output_keys, heads
+    `source` is what was converted (for a TF.js model or a checkpoint, the graph rebuilt or frozen from
+    `original`). The reference outputs are computed at the first artifact and shared by all of them; for a
+    TF.js model the rebuilt graph is checked against it too (`graph_check`): is the conversion faithful,
+    apart from each artifact's runtime (converter/runtime_note.py)?
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        summary: ModelSummary,
+        plan: ConversionPlan,
+        options: ConversionOptions,
+        original: ModelSource,
+    ) -> None:
+        self.output_keys = [_key(spec) for spec in plan.outputs]
+        self.graph_check: tuple[OutputCheck, ...] = ()
+        self._reference_run: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self._expected: list[Any] | None = None  # the reference's outputs on input_sets, computed once
+        self.unknown_dimensions = ""
+        shapes = {}
+        for spec in plan.inputs:
+            known = plan.tflite_shapes.get(_key(spec))
+            dims = list(known or ())
+            if dims and dims[0] < 0:
+                dims[0] = 1
+            if known is None or any(d < 0 for d in dims):  # () is a scalar: known
+                self.unknown_dimensions = f"input {_key(spec)} has unknown dimensions; give --shape to verify"
+                return
+            shapes[_key(spec)] = tuple(dims)
+        self.input_sets = make_inputs(plan.inputs, shapes)
+        if options.verify_inputs:
+            self.input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
+        self.source, self.original = source, original
+        self.signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
+        self.heads = _selection_heads(source, self.output_keys)
+        self.graph = _source_graph(source)
+        self.tolerance_floor = 0.0
+
+    def check(self, artifact: Artifact) -> ArtifactCheck:
+        if self.unknown_dimensions:
+            reason = self.unknown_dimensions
+            return ArtifactCheck(
+                artifact.target, artifact.quantization, NOT_RUN, reason, TOLERANCES[artifact.quantization]
+            )
+        if self._reference_run is None:
+            self._reference_run = self._reference()
+        reference = self._reference_run
+        if self._expected is None:
+            self._expected = [reference(inputs) for inputs in self.input_sets]
+            self.graph_check = self._check_graph(self._expected)
+        (check,) = verify_artifacts(
+            [artifact],
+            self.output_keys,
+            self.input_sets,
+            reference,
+            self.tolerance_floor,
+            self.heads,
+            source_graph=self.graph,
+            expected=self._expected,
+            graph_faithful=all(output.passed for output in self.graph_check),
         )
-    return verify_artifacts(artifacts, output_keys, input_sets, reference, selections=heads, source_graph=graph), ()
+        return check
+
+    def _reference(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        source, keys, heads = self.source, self.output_keys, self.heads
+        if self.original.format is ModelFormat.TFJS_GRAPH:
+            self.tolerance_floor = CROSS_RUNTIME_TOLERANCE
+            return with_selection_tensors(partial(_tfjs_reference, self.original.path), keys, heads)
+        if self.original.format is ModelFormat.TF1_CHECKPOINT:
+            from converter.checkpoint_input import checkpoint_reference
+
+            self.heads = None  # the training graph's node names need not match the frozen graph's
+            return checkpoint_reference(self.original.path, keys)  # type: ignore[no-any-return]
+        signature = self.signature
+        return with_selection_tensors(
+            lambda wanted: reference_runner(source.format, source.path, wanted, signature), keys, heads
+        )
+
+    def _check_graph(self, expected: list[Any]) -> tuple[OutputCheck, ...]:
+        """For a TF.js model: the rebuilt graph, run in TensorFlow, against the model run in TF.js."""
+        if self.original.format is not ModelFormat.TFJS_GRAPH:
+            return ()
+        source = self.source
+        graph_reference = with_selection_tensors(
+            lambda keys: reference_runner(ModelFormat.FROZEN_GRAPH, source.path, keys), self.output_keys, self.heads
+        )
+        return check_graph_faithfulness(graph_reference, expected, self.input_sets, self.output_keys, self.heads)
 
 
 def _selection_heads(source: ModelSource, output_keys: list[str]) -> SelectionHeads | None:
@@ -470,20 +528,6 @@ def _selection_heads(source: ModelSource, output_keys: list[str]) -> SelectionHe
     if not source.format.is_graph:
         return None
     return selection_heads(source.path, output_keys, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
-
-
-def withhold_unrunnable(artifacts: list[Artifact], validation: tuple[ArtifactCheck, ...]) -> list[Artifact]:
-    """The artifacts that may be delivered: one that failed to load or run in its runtime (status `error`) is
-    deleted and left out, its check kept with the reason; every other artifact stays, a failed one included (it
-    runs, and its verdict goes with it)."""
-    broken = {(check.target, check.quantization) for check in validation if check.status == ERROR}
-    kept = []
-    for artifact in artifacts:
-        if (artifact.target, artifact.quantization) in broken:
-            _remove(Path(artifact.path))
-        else:
-            kept.append(artifact)
-    return kept
 
 
 def _remove(path: Path) -> None:
@@ -498,12 +542,6 @@ def _source_graph(source: ModelSource) -> SourceGraph | None:
     if not source.format.is_graph:
         return None
     return SourceGraph(source.path, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
-
-
-def _not_verified(artifacts: list[Artifact], reason: str) -> tuple[ArtifactCheck, ...]:
-    return tuple(
-        ArtifactCheck(a.target, a.quantization, NOT_RUN, reason, TOLERANCES[a.quantization]) for a in artifacts
-    )
 
 
 def load_user_inputs(path: Path, keys: list[str]) -> dict[str, Any]:

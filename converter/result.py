@@ -113,7 +113,16 @@ class ConversionResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["format"] = self.format.value
-        for item in data["artifacts"] + data["validation"]:
+        for item in data["artifacts"]:
             item["target"] = item["target"].value
             item["quantization"] = item["quantization"].value
+        data["validation"] = [check_to_dict(check) for check in self.validation]
         return data
+
+
+def check_to_dict(check: ArtifactCheck) -> dict[str, Any]:
+    """A verdict as JSON-like data, as job records and the bot hold it."""
+    data = asdict(check)
+    data["target"] = check.target.value
+    data["quantization"] = check.quantization.value
+    return data

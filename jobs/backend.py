@@ -25,9 +25,9 @@ class BackendEvent:
     """Something a running job did: a stage began, it finished, it failed."""
 
     job_id: int
-    kind: str  # progress | done | failed
+    kind: str  # progress | artifact | done | failed
     stage: str = ""
-    result: Any = None  # the ConversionResult, for done
+    result: Any = None  # the ConversionResult, for done; (Artifact, ArtifactCheck | None) for artifact
     message: str = ""
     log: str = ""
 
@@ -160,6 +160,8 @@ class LocalWorkerPool(ExecutionBackend):
                     worker.ready = True
                 elif kind == "progress":
                     events.append(BackendEvent(message[1], "progress", stage=message[2]))
+                elif kind == "artifact":  # (Artifact, ArtifactCheck | None): one file ready to send
+                    events.append(BackendEvent(message[1], "artifact", result=(message[2], message[3])))
                 elif kind == "done":
                     events.append(BackendEvent(message[1], "done", result=message[2]))
                     worker.job_id = None

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from converter.conversion import artifact_stem
 from converter.options import ConversionOptions
+from converter.result import Artifact, ArtifactCheck, check_to_dict
 from db.models import Job, JobStatus, UploadedModel, utcnow
 from jobs import records
 from jobs.backend import BackendEvent, ExecutionBackend, LocalWorkerPool
@@ -50,11 +51,22 @@ class JobEvent:
 
     job_id: int
     user_id: int
-    kind: str  # queued | stage | succeeded | failed | cancelled | interrupted
+    kind: str  # queued | stage | artifact | succeeded | failed | cancelled | interrupted
     stage: str = ""
     position: int = 0  # place in the queue, for queued
     message: str = ""
     cached: bool = False
+    artifact: dict[str, Any] | None = None  # for artifact: a file ready to send before the job ends (ready_file)
+
+
+def ready_file(artifact: Artifact, check: ArtifactCheck | None) -> dict[str, Any]:
+    """A delivered artifact as the bot sends it: its kind, quantization, path and check (JSON-like)."""
+    return {
+        "kind": artifact.target.value,
+        "quantization": artifact.quantization.value,
+        "path": artifact.path,
+        "check": check_to_dict(check) if check is not None else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -290,6 +302,9 @@ class JobService:
                     return
                 job.stage = stage
                 out = JobEvent(job.id, job.user_id, "stage", stage=stage)
+            elif event.kind == "artifact":
+                artifact, check = event.result
+                out = JobEvent(job.id, job.user_id, "artifact", stage=job.stage, artifact=ready_file(artifact, check))
             elif event.kind == "done":
                 retention = timedelta(hours=self.settings.retention_hours)
                 records.record_result(session, job, event.result, retention)

@@ -54,9 +54,12 @@ def worker_main(conn: Connection, log_path: str) -> None:
         def progress(stage: str, job_id: int = job_id) -> None:
             conn.send(("progress", job_id, stage))
 
+        def artifact_ready(artifact: Any, check: Any, job_id: int = job_id) -> None:
+            conn.send(("artifact", job_id, artifact, check))  # sent to the user before the next target
+
         try:
             run_test_hook(kwargs["model_path"])
-            result: Any = convert_in_process(**kwargs, progress=progress)
+            result: Any = convert_in_process(**kwargs, progress=progress, on_artifact=artifact_ready)
             conn.send(("done", job_id, result))
         except ConvbotError as error:
             conn.send(("failed", job_id, error.message, error.log))

@@ -81,6 +81,23 @@ def test_upload_choose_outputs_with_buttons_convert_and_get_files(chat: Any, mul
     fake.wait_for_text(1, "Job #", since=since)
     report = fake.wait_for_text(1, "report", since=since, timeout=FIRST_JOB)
     assert "Timings:" in report.text and "tflite: in image→image" in report.text
+    # Each file goes out as soon as it is converted and verified, TFLite first, the status saying which is on its
+    # way; the job is done after the last, and the report comes at the end.
+    actions = fake.do(lambda: [a for a in fake.api.sent[since:] if a.chat_id == 1])
+    order = [
+        a.document.file_name if a.document else (a.text or "").splitlines()[0]
+        for a in actions
+        if a.document or "sending" in (a.text or "") or "done." in (a.text or "") or "report" in (a.text or "")
+    ]
+    job = order[0].split(":")[0]  # "Job #N"
+    assert order == [
+        f"{job}: sending posenet.tflite…",
+        "posenet.tflite",
+        f"{job}: sending posenet_tfjs.zip…",
+        "posenet_tfjs.zip",
+        f"{job} done.",
+        f"{job} report",
+    ], order
 
     documents = {d.file_name: d for d in fake.do(fake.api.documents_sent, 1)}
     assert set(documents) == {"posenet.tflite", "posenet_tfjs.zip"}
