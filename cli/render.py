@@ -189,7 +189,8 @@ def render_manifest(result: ConversionResult) -> str:
         else:
             inputs = ", ".join(e.key for e in check.inputs_manifest)
             outputs = ", ".join(e.key for e in check.outputs_manifest)
-            lines.append(f"TF.js execute(): inputs {inputs}; outputs {outputs}")
+            engine = f" ({check.engine} backend)" if check.engine else ""
+            lines.append(f"TF.js execute(){engine}: inputs {inputs}; outputs {outputs}")
     return "\n".join(dict.fromkeys(lines))
 
 

@@ -86,6 +86,7 @@ class ArtifactCheck:
     outputs_manifest: tuple[TensorEntry, ...] = ()
     culprit: str = ""  # a failed artifact: the first node where it departs, the weights rounded most
     advice: str = ""  # a failed artifact: what the failure means and the next step
+    engine: str = ""  # what ran the artifact where that varies: the TF.js backend ("wasm", "cpu")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Runs in the conversion process: it imports TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,6 +191,7 @@ def _check_artifact(
     verdict = ArtifactCheck(
         artifact.target, artifact.quantization, status, message, tolerance, outputs, inputs_manifest, outputs_manifest
     )
+    verdict = replace(verdict, engine=getattr(run, "engine", ""))  # the TF.js runner says which backend ran it
     if status != FAILED:
         return verdict
     from converter.culprit import explain_failure
@@ -245,6 +247,7 @@ def _tfjs_runner(artifact: Artifact, output_keys: Sequence[str]) -> Runner:
     from converter.tfjs_runtime import TfjsRunError, TfjsUnavailable, run_tfjs_model
 
     layers = artifact.target is Target.TFJS_LAYERS
+    backends: list[str] = []  # per input set: the TF.js backend that ran it
 
     def run(inputs: Arrays) -> Arrays:
         try:
@@ -261,6 +264,8 @@ def _tfjs_runner(artifact: Artifact, output_keys: Sequence[str]) -> Runner:
             raise _NotRun(str(missing)) from None
         except TfjsRunError as error:
             raise _RunFailed(f"TF.js failed at {error.stage}: {_first_line(error)}") from None
+        backends.append(result.backend)
+        run.engine = "+".join(dict.fromkeys(backends))  # type: ignore[attr-defined]
         if layers:  # a layers model's outputs come in order, unnamed
             return dict(zip(output_keys, result.outputs.values(), strict=False))
         return result.outputs

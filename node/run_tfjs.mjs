@@ -1,29 +1,41 @@
-// Runs one TensorFlow.js model in Node.js with the pure-JavaScript TF.js runtime, so convbot can
-// check that a converted model really loads and executes.
+// Runs TensorFlow.js models in Node.js with the TF.js runtime, so convbot can check that a
+// converted model really loads and executes.
 //
-// Reads ONE JSON request from stdin:
+// Two modes:
+//   node run_tfjs.mjs           reads ONE JSON request from stdin, prints ONE JSON line, exits;
+//   node run_tfjs.mjs --serve   reads one JSON request per line and answers one JSON line per
+//                               request, in order, until stdin closes. TF.js is imported once and
+//                               loaded models are kept (see ModelCache), so a verification that
+//                               runs the same model many times parses it once.
+//
+// A request:
 //   {"model_dir": "/abs/dir", "kind": "graph"|"layers",
 //    "inputs": {"<name>": {"dtype": "float32"|"int32"|"bool", "shape": [..], "file": "/abs/raw.bin"}},
 //    "outputs": ["<name>", ...] | null, "out_dir": "/abs/dir",
-//    "backend": "cpu"|"wasm" (optional, default cpu), "positional": false (optional),
-//    "input_order": ["<name>", ...] (optional: the order of "inputs" for positional feeding)}
+//    "backend": "cpu"|"wasm"|"auto" (optional, default cpu), "positional": false (optional),
+//    "input_order": ["<name>", ...] (optional: the order of "inputs" for positional feeding),
+//    "id": <any> (optional: echoed in the answer)}
+// "auto" runs on WASM (30x faster than the pure-JS CPU backend on a MobileNet) and, when WASM
+// fails to load or run the model (a kernel it lacks, e.g. Einsum), runs it again on CPU.
 // Input files hold raw little-endian bytes, as numpy's `tofile()` writes them.
 // A graph model is fed by name (`model.execute({name: tensor}, outputs)`), or with "positional"
 // as most web code calls it: `model.execute(tensor)` / `model.execute([t1, t2])` in input order.
 // Positional feeding fails when the graph has more inputs (e.g. a PlaceholderWithDefault) than
 // tensors are given; feeding by name lets TF.js use the default.
 //
-// Prints ONE JSON line to stdout and exits 0:
-//   {"ok": true, "backend": "cpu", "async": false, "input_names": [..], "output_names": [..],
-//    "outputs": {"<name>": {"dtype": "...", "shape": [..], "file": "/abs/out_dir/output_0.bin"}}}
+// An answer (one JSON line on stdout):
+//   {"ok": true, "backend": "wasm", "async": false, "input_names": [..], "output_names": [..],
+//    "outputs": {"<name>": {"dtype": "...", "shape": [..], "file": "/abs/out_dir/output_0.bin"}},
+//    "fallback": "<why WASM did not run it>" (only when "auto" ran it on CPU)}
 //   {"ok": false, "stage": "request"|"load"|"execute", "error": "<message>"}
-// Everything TF.js logs goes to stderr, so stdout carries only that line.
+// Everything TF.js logs goes to stderr, so stdout carries only answers.
 
 import { Buffer } from 'node:buffer';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import process from 'node:process';
+import readline from 'node:readline';
 
 // TF.js writes banners and warnings with console.log/info/warn; keep stdout for the result.
 for (const method of ['log', 'info', 'warn', 'debug']) {
@@ -53,14 +65,6 @@ function messageOf(error) {
   return String(error);
 }
 
-async function readStdin() {
-  const chunks = [];
-  for await (const chunk of process.stdin) {
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 function parseRequest(text) {
   let request;
   try {
@@ -79,7 +83,7 @@ function parseRequest(text) {
     throw new StageError('request', `unknown model kind ${JSON.stringify(kind)}`);
   }
   const backend = request.backend ?? 'cpu';
-  if (backend !== 'cpu' && backend !== 'wasm') {
+  if (!['cpu', 'wasm', 'auto'].includes(backend)) {
     throw new StageError('request', `unknown backend ${JSON.stringify(backend)}`);
   }
   const outputs = request.outputs ?? null;
@@ -95,12 +99,27 @@ function parseRequest(text) {
   return { ...request, kind, backend, outputs, inputs, inputOrder, positional: Boolean(request.positional) };
 }
 
-async function loadTf(backend) {
-  const tf = require('@tensorflow/tfjs');
-  if (backend === 'wasm') {
-    require('@tensorflow/tfjs-backend-wasm');
+let tfModule = null;
+
+// Imported once per process: importing @tensorflow/tfjs takes about a second.
+function tfjs() {
+  if (tfModule === null) {
+    tfModule = require('@tensorflow/tfjs');
   }
-  if (!(await tf.setBackend(backend))) {
+  return tfModule;
+}
+
+let wasmRegistered = false;
+
+async function useBackend(backend) {
+  const tf = tfjs();
+  if (backend === 'wasm' && !wasmRegistered) {
+    const wasm = require('@tensorflow/tfjs-backend-wasm');
+    // The .wasm binaries ship in the package's dist/: load them from there, never from a CDN.
+    wasm.setWasmPaths(`${path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'))}${path.sep}`);
+    wasmRegistered = true;
+  }
+  if (tf.getBackend() !== backend && !(await tf.setBackend(backend))) {
     throw new StageError('load', `the TF.js ${backend} backend could not be initialised`);
   }
   await tf.ready();
@@ -181,6 +200,57 @@ async function loadModel(tf, request) {
     return await tf.loadGraphModel(handler);
   } catch (error) {
     throw new StageError('load', messageOf(error));
+  }
+}
+
+// What identifies a model folder's contents: every file's name, size and modification time.
+// A folder rewritten in place (a new conversion into the same directory) gets a new key.
+function folderStamp(modelDir) {
+  let names;
+  try {
+    names = readdirSync(modelDir).sort();
+  } catch (error) {
+    throw new StageError('load', `cannot read the model folder: ${messageOf(error)}`);
+  }
+  return names.map((name) => {
+    try {
+      const stat = statSync(path.join(modelDir, name));
+      return `${name}:${stat.size}:${stat.mtimeMs}`;
+    } catch {
+      return `${name}:gone`;
+    }
+  }).join('|');
+}
+
+// The few models used last, each on the backend it was loaded on (a model's weights live in its
+// backend's memory). Verification runs one model on several input sets, then selection and
+// culprit run it again: small, but holding them saves a parse per run.
+class ModelCache {
+  constructor(capacity) {
+    this.capacity = capacity;
+    this.models = new Map();
+  }
+
+  async get(tf, request, backend) {
+    const key = JSON.stringify([path.resolve(request.model_dir), request.kind, backend]);
+    const stamp = folderStamp(request.model_dir);
+    const cached = this.models.get(key);
+    this.models.delete(key);
+    if (cached !== undefined && cached.stamp === stamp) {
+      this.models.set(key, cached); // most recently used last
+      return cached.model;
+    }
+    if (cached !== undefined) {
+      cached.model.dispose();
+    }
+    const model = await loadModel(tf, request);
+    this.models.set(key, { stamp, model });
+    while (this.models.size > this.capacity) {
+      const [oldest, entry] = this.models.entries().next().value;
+      this.models.delete(oldest);
+      entry.model.dispose();
+    }
+    return model;
   }
 }
 
@@ -295,46 +365,109 @@ function runLayers(model, feeds, requested) {
   return { names: outputNames, tensors: outputNames.map((name) => byName.get(name)), usedAsync: false };
 }
 
-async function main() {
-  const request = parseRequest(await readStdin());
+async function runOn(backend, request, cache) {
   let tf;
   try {
-    tf = await loadTf(request.backend);
+    tf = await useBackend(backend);
   } catch (error) {
     throw error instanceof StageError ? error : new StageError('load', messageOf(error));
   }
-  const model = await loadModel(tf, request);
-  const inputNames = request.kind === 'layers' ? model.inputNames : model.inputNodes;
-  const modelOutputNames = request.kind === 'layers' ? model.outputNames : model.outputNodes;
-
+  const model = cache === null ? await loadModel(tf, request) : await cache.get(tf, request, backend);
   const feeds = {};
-  for (const name of request.inputOrder) {
-    feeds[name] = readInput(tf, name, request.inputs[name]);
+  const held = [];
+  try {
+    for (const name of request.inputOrder) {
+      feeds[name] = readInput(tf, name, request.inputs[name]);
+      held.push(feeds[name]);
+    }
+    const run = request.kind === 'layers'
+      ? runLayers(model, feeds, request.outputs)
+      : await runGraph(model, feeds, request.inputOrder, request.outputs, request.positional);
+    held.push(...run.tensors);
+    const outputs = {};
+    run.names.forEach((name, index) => {
+      const file = path.join(request.out_dir, `output_${index}.bin`);
+      outputs[name] = { ...writeOutput(run.tensors[index], file), file };
+    });
+    return {
+      ok: true,
+      backend: tf.getBackend(),
+      async: run.usedAsync,
+      outputs,
+      input_names: request.kind === 'layers' ? model.inputNames : model.inputNodes,
+      output_names: request.kind === 'layers' ? model.outputNames : model.outputNodes,
+    };
+  } finally {
+    // A warm process runs many models: free what this run made (a model's weights stay cached).
+    for (const tensor of new Set(held)) {
+      if (tensor != null && !tensor.isDisposed) {
+        tensor.dispose();
+      }
+    }
   }
-  const run = request.kind === 'layers'
-    ? runLayers(model, feeds, request.outputs)
-    : await runGraph(model, feeds, request.inputOrder, request.outputs, request.positional);
-
-  const outputs = {};
-  run.names.forEach((name, index) => {
-    const file = path.join(request.out_dir, `output_${index}.bin`);
-    outputs[name] = { ...writeOutput(run.tensors[index], file), file };
-  });
-  await reply({
-    ok: true,
-    backend: tf.getBackend(),
-    async: run.usedAsync,
-    outputs,
-    input_names: inputNames,
-    output_names: modelOutputNames,
-  });
 }
 
-try {
-  await main();
-} catch (error) {
+function failure(error) {
   const stage = error instanceof StageError ? error.stage : 'execute';
-  await reply({ ok: false, stage, error: messageOf(error) });
+  return { ok: false, stage, error: messageOf(error) };
+}
+
+// Answers one request (its text). Never throws: a failure is an answer.
+async function handle(text, cache) {
+  let request;
+  try {
+    request = parseRequest(text);
+  } catch (error) {
+    return failure(error);
+  }
+  const id = request.id === undefined ? {} : { id: request.id };
+  if (request.backend !== 'auto') {
+    try {
+      return { ...id, ...(await runOn(request.backend, request, cache)) };
+    } catch (error) {
+      return { ...id, ...failure(error) };
+    }
+  }
+  let wasmError;
+  try {
+    return { ...id, ...(await runOn('wasm', request, cache)) };
+  } catch (error) {
+    if (error instanceof StageError && error.stage === 'request') {
+      return { ...id, ...failure(error) };
+    }
+    wasmError = messageOf(error);
+  }
+  try {
+    return { ...id, ...(await runOn('cpu', request, cache)), fallback: wasmError };
+  } catch (error) {
+    return { ...id, ...failure(error) };
+  }
+}
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function serve() {
+  const cache = new ModelCache(4);
+  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of lines) { // one request at a time, answered in order
+    if (line.trim() !== '') {
+      await reply(await handle(line, cache));
+    }
+  }
+}
+
+process.on('unhandledRejection', (reason) => console.error('unhandled rejection:', reason));
+
+if (process.argv.includes('--serve')) {
+  await serve();
+} else {
+  await reply(await handle(await readStdin(), null));
 }
 // Exit at once: the WASM backend may leave worker threads that would keep Node.js alive.
 process.exit(0);

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from converter import tfjs_runtime
-from converter.tfjs_runtime import TfjsRun, TfjsRunError, TfjsUnavailable, run_tfjs_model
+from converter.tfjs_runtime import TfjsRun, TfjsRunError, TfjsRunner, TfjsUnavailable, run_tfjs_model, shared_runner
 from tests.converter.conftest import run_frozen_graph
 
 EMOTION = Path(__file__).parent.parent / "data" / "tfjs_emotion"
@@ -226,7 +227,7 @@ def test_saved_model_by_signature_key_matches_tensorflow(saved_model_js: Convert
     assert "scores" not in run.output_names  # same dtype and shape as "logits": key lost
     assert run.input_names == ("features",)
     assert not run.used_async
-    assert run.backend == "cpu"
+    assert run.backend == "wasm"  # the default "auto" runs it on WASM
     expected = saved_model_js.reference(x)
     _assert_close(run, {name: expected[name] for name in run.output_names})
 
@@ -427,8 +428,11 @@ def test_tfjs_package_missing(frozen_js: Converted, tmp_path: Path, monkeypatch:
 
 
 def test_timeout(frozen_js: Converted) -> None:
+    """The timeout counts Node.js's start: a fresh process cannot answer in 10 ms."""
+    fresh = TfjsRunner()
     with pytest.raises(TfjsRunError) as failure:
-        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)}, timeout=0.01)
+        run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)}, timeout=0.01, runner=fresh)
+    assert fresh.pid is None  # killed
     assert failure.value.stage == "timeout"
     assert str(failure.value).startswith("TF.js run timed out")
 
@@ -509,3 +513,100 @@ def test_a_shard_path_out_of_the_model_folder_is_not_read(tmp_path: Path) -> Non
     with pytest.raises(TfjsRunError, match="lies outside the model folder") as caught:
         run_tfjs_model(model_dir, {"input_1": np.zeros((1, 64, 64, 1), np.float32)}, None)
     assert caught.value.stage == "load"
+
+
+# ------------------------------------------------------------- the warm Node.js process
+
+
+@pytest.fixture(scope="module")
+def endless_loop_js(work: Path) -> Path:
+    """TF1 graph whose while loop never ends: i + 1 stops growing at 2**24 and stays above -1."""
+
+    def build(tf: Any, v1: Any) -> list[str]:
+        start = v1.placeholder(tf.float32, (), name="start")
+        tf.identity(tf.while_loop(lambda i: i > -1.0, lambda i: i + 1.0, [start]), name="end")
+        return ["end"]
+
+    return _v1_graph_js(work, "endless_loop", build)
+
+
+@pytest.fixture(scope="module")
+def einsum_js(work: Path) -> Converted:
+    """A frozen graph whose only op of note is Einsum, a kernel TF.js's WASM backend lacks."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    weights = tf.constant(_rng(3).normal(size=(4, 3)).astype(np.float32))
+
+    @tf.function
+    def project(x: Any) -> Any:
+        return tf.einsum("bi,io->bo", x, weights)
+
+    frozen = convert_variables_to_constants_v2(project.get_concrete_function(tf.TensorSpec([None, 4], tf.float32, "x")))
+    output = frozen.outputs[0].op.name
+    pb = work / "einsum.pb"
+    pb.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    out = work / "einsum_js"
+    tfjs.convert_tf_frozen_model(str(pb), output, str(out))
+    return Converted(out, lambda x: {output: project(tf.constant(x)).numpy()})
+
+
+def test_one_warm_process_runs_many_models_many_times(frozen_js: Converted, saved_model_js: Converted) -> None:
+    run_tfjs_model(frozen_js.model_dir, {"pixels": np.zeros((1, 6, 6, 2), np.float32)})
+    pid = shared_runner().pid
+    assert pid is not None
+    for seed in range(5):
+        pixels = _rng(70 + seed).uniform(size=(2, 6, 6, 2)).astype(np.float32)
+        _assert_close(run_tfjs_model(frozen_js.model_dir, {"pixels": pixels}), frozen_js.reference(pixels))
+        features = _rng(80 + seed).normal(size=(3, 6)).astype(np.float32)
+        expected = saved_model_js.reference(features)
+        run = run_tfjs_model(saved_model_js.model_dir, {"features": features}, ["total"])
+        _assert_close(run, {"total": expected["total"]})
+        assert run.backend == "wasm"
+    assert shared_runner().pid == pid
+
+
+def test_a_model_rewritten_in_place_is_loaded_again(frozen_js: Converted, tmp_path: Path) -> None:
+    model_dir = _copy(frozen_js.model_dir, tmp_path / "model")
+    pixels = np.zeros((1, 6, 6, 2), np.float32)
+    run_tfjs_model(model_dir, {"pixels": pixels})
+    text = (model_dir / "model.json").read_text()
+    (model_dir / "model.json").write_text(text[: len(text) // 2])
+    with pytest.raises(TfjsRunError, match=r"model\.json is not valid JSON"):
+        run_tfjs_model(model_dir, {"pixels": pixels})
+
+
+def test_a_killed_node_process_is_replaced(frozen_js: Converted) -> None:
+    pixels = _rng(90).uniform(size=(1, 6, 6, 2)).astype(np.float32)
+    run_tfjs_model(frozen_js.model_dir, {"pixels": pixels})
+    pid = shared_runner().pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _assert_close(run_tfjs_model(frozen_js.model_dir, {"pixels": pixels}), frozen_js.reference(pixels))
+    assert shared_runner().pid not in (None, pid)
+
+
+def test_a_hanging_run_times_out_and_the_next_run_works(endless_loop_js: Path, frozen_js: Converted) -> None:
+    pixels = _rng(91).uniform(size=(1, 6, 6, 2)).astype(np.float32)
+    run_tfjs_model(frozen_js.model_dir, {"pixels": pixels})
+    pid = shared_runner().pid
+    with pytest.raises(TfjsRunError) as failure:
+        run_tfjs_model(endless_loop_js, {"start": np.float32(0)}, timeout=3)
+    assert failure.value.stage == "timeout"
+    assert str(failure.value) == "TF.js run timed out after 3 s"
+    assert shared_runner().pid is None  # killed with its run
+    _assert_close(run_tfjs_model(frozen_js.model_dir, {"pixels": pixels}), frozen_js.reference(pixels))
+    assert shared_runner().pid not in (None, pid)
+
+
+def test_a_kernel_wasm_lacks_runs_on_cpu(einsum_js: Converted) -> None:
+    ops = {node["op"] for node in json.loads((einsum_js.model_dir / "model.json").read_text())["modelTopology"]["node"]}
+    assert "Einsum" in ops
+    x = _rng(92).normal(size=(2, 4)).astype(np.float32)
+    with pytest.raises(TfjsRunError, match="Einsum"):
+        run_tfjs_model(einsum_js.model_dir, {"x": x}, backend="wasm")
+    run = run_tfjs_model(einsum_js.model_dir, {"x": x})
+    assert run.backend == "cpu"
+    assert "Einsum" in run.fallback
+    _assert_close(run, einsum_js.reference(x))

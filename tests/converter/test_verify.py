@@ -156,3 +156,29 @@ def test_user_inputs_from_npz(multihead_graph, tmp_path: Path, tf: Any) -> None:
     with pytest.raises(Exception, match="cannot read the inputs file"):
         convert_in_process(multihead_graph.path, tmp_path / "out2", bad, tmp_path / "work2")
     assert json.dumps(result.to_dict())  # the report serialises
+
+
+def test_the_report_says_which_tfjs_backend_ran_the_artifact(pose_result, tmp_path: Path, tf: Any) -> None:
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
+
+    from cli.render import render_manifest
+
+    checks = {check.target: check for check in pose_result.validation}
+    assert checks[Target.TFJS].engine == "wasm"
+    assert checks[Target.TFLITE].engine == ""
+    assert "TF.js execute() (wasm backend): inputs image; outputs " in render_manifest(pose_result)
+    assert json.loads(json.dumps(pose_result.to_dict()))["validation"][1]["engine"] == "wasm"
+
+    # Einsum has no kernel in TF.js's WASM backend: the artifact is run, and judged, on CPU.
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="x")
+        tf.identity(tf.einsum("bi,io->bo", x, tf.constant(np.arange(12, dtype=np.float32).reshape(4, 3))), name="y")
+    frozen = tmp_path / "einsum.pb"
+    frozen.write_bytes(graph.as_graph_def().SerializeToString())
+    tfjs.convert_tf_frozen_model(str(frozen), "y", str(tmp_path / "einsum_tfjs"))
+    artifact = Artifact.from_path(Target.TFJS, tmp_path / "einsum_tfjs", Quantization.NONE)
+    inputs = make_inputs([TensorSpec("x", "float32", (1, 4))], {"x": (1, 4)})
+    (check,) = verify_artifacts([artifact], ["y"], inputs, reference_runner(ModelFormat.FROZEN_GRAPH, frozen, ["y"]))
+    assert check.status == "passed", check.message
+    assert check.engine == "cpu"
