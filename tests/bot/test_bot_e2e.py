@@ -43,9 +43,9 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApiThre
         print(bot.log_path.read_text()[-5000:])
 
 
-def send_model(fake: FakeApiThread, who: Any, path: Path, name: str) -> int:
+def send_model(fake: FakeApiThread, who: Any, path: Path, name: str, caption: str | None = None) -> int:
     since = fake.mark()
-    fake.do(fake.api.user_sends_document, who, path.read_bytes(), name)
+    fake.do(fake.api.user_sends_document, who, path.read_bytes(), name, caption=caption)
     return since
 
 
@@ -395,10 +395,7 @@ def test_a_file_that_fails_to_run_is_not_sent_and_the_job_says_so(chat: Any, tmp
     fake, _ = chat
     una = user(12)
     model = model_factory.write_einsum_diagonal_graph(tmp_path / "diag.pb").path
-    since = send_model(fake, una, model, "diag.pb")
-    fake.wait_for_text(12, "Suggested outputs", since=since)
-    since = fake.mark()
-    fake.do(fake.api.user_sends_text, una, "/convert all")
+    since = send_model(fake, una, model, "diag.pb", caption="/convert all")
     report = fake.wait_for_text(12, "report", since=since, timeout=FIRST_JOB)
     assert "Not sent: tfjs. It failed to run: TF.js failed at execute: Found duplicate axes" in report.text
     documents = fake.do(lambda: [a for a in fake.api.sent[since:] if a.method == "sendDocument" and a.chat_id == 12])
@@ -418,10 +415,7 @@ def test_a_file_outside_its_tolerance_says_so_first_in_its_caption(chat: Any, tm
     fake, _ = chat
     vic = user(13)
     model = model_factory.write_cancelling_weights_graph(tmp_path / "margin.pb").path
-    since = send_model(fake, vic, model, "margin.pb")
-    fake.wait_for_text(13, "Suggested outputs", since=since)
-    since = fake.mark()
-    fake.do(fake.api.user_sends_text, vic, "/convert tfjs quant=float16")
+    since = send_model(fake, vic, model, "margin.pb", caption="/convert tfjs quant=float16")
     document = fake.wait_for(lambda a: a.method == "sendDocument" and a.chat_id == 13, since=since, timeout=FIRST_JOB)
     caption = document.document.caption
     verdict = (
