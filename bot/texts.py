@@ -159,7 +159,7 @@ EN = Texts(
     "quantization (quant=none, float16, uint16).",
     advice_float32="Its runtime computes differently from TensorFlow for this model; the report says where.",
     culprit=" Where: {culprit}.",
-    withheld="Not sent: {target}. It failed to run: {reason}",
+    withheld="Not sent: {target} ({reason}).",
     graph_faithful="Conversion: the graph rebuilt from your TF.js model, run in TensorFlow, matches it "
     "(up to {error} of scale, {output}).",
     graph_unfaithful="Conversion: the graph rebuilt from your TF.js model departs from it by {error} of scale "
@@ -255,7 +255,7 @@ ZH = Texts(
     ),
     advice_float32="对该模型，其运行时的计算与 TensorFlow 不同；报告中写明了位置。",
     culprit="位置：{culprit}。",
-    withheld="未发送：{target}。它无法运行：{reason}",
+    withheld="未发送：{target}（{reason}）。",
     graph_faithful=(
         "转换：由您的 TF.js 模型重建的计算图在 TensorFlow 中运行，与原模型一致（最多 {error} 的范围，{output}）。"
     ),

@@ -201,7 +201,7 @@ def render_result(result: ConversionResult) -> str:
             ["target", "quantization", "size", "path"],
             [[a.target.value, a.quantization.value, format_size(a.size), a.path] for a in result.artifacts]
             + [
-                [c.target.value, c.quantization.value, "-", f"not kept: it failed to run ({c.message})"]
+                [c.target.value, c.quantization.value, "-", f"not kept: {c.message}"]
                 for c in result.validation
                 if c.status == ERROR
             ],

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -206,13 +208,17 @@ def convert_in_process(
 
     logs: list[str] = []
     verification = Verification(source, summary, plan, options, original) if options.verify else None
+    if verification is not None:
+        verification.start_early()
     delivery = Delivery(verification, stages, on_artifact)
     if source.format.is_graph:
-        needs_flex = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs, delivery.add)
+        needs_flex = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs, delivery)
     else:
         needs_flex = _convert_via_saved_model(
-            source, summary, plan, options, out_dir, work_dir, stem, stages, logs, delivery.add
+            source, summary, plan, options, out_dir, work_dir, stem, stages, logs, delivery
         )
+    delivery.finish()
+    logs += [failure.log for failure in delivery.failures]
     if needs_flex:
         warnings.append(
             "the .tflite needs the Flex delegate (Select TF ops) at run time: link tensorflow-lite-select-tf-ops"
@@ -238,7 +244,11 @@ ArtifactCallback = Callable[[Artifact, ArtifactCheck | None], None]
 
 
 class Delivery:
-    """What a conversion delivers: each artifact verified as it is written, kept unless it failed to load or run."""
+    """What a conversion delivers: each artifact verified as it is written, kept unless it failed to load or run.
+
+    With several targets, one whose conversion fails (an op its converter refuses, a TF.js op TF.js lacks) is
+    recorded as that target's error, and the others are still delivered; a file already sent stays good.
+    """
 
     def __init__(
         self, verification: Verification | None, stages: StageClock, on_artifact: ArtifactCallback | None
@@ -248,8 +258,25 @@ class Delivery:
         self.on_artifact = on_artifact
         self.artifacts: list[Artifact] = []
         self.checks: list[ArtifactCheck] = []
+        self.failures: list[ConversionError] = []
+        self.produced = 0  # artifacts written, delivered or not
+
+    @contextmanager
+    def attempt(self, target: Target, quantization: Quantization) -> Iterator[None]:
+        """Convert one target; a ConversionError fails this target alone (see `finish`)."""
+        try:
+            yield
+        except ConversionError as error:
+            self.failures.append(error)
+            self.checks.append(ArtifactCheck(target, quantization, ERROR, error.message, TOLERANCES[quantization]))
+
+    def finish(self) -> None:
+        """No target converted: the first one's error is the conversion's, as a single target's would be."""
+        if self.failures and not self.produced:
+            raise self.failures[0]
 
     def add(self, artifact: Artifact) -> None:
+        self.produced += 1
         check = None
         if self.verification is not None:
             with self.stages.stage("validate"):
@@ -290,7 +317,7 @@ def _convert_graph(
     stem: str,
     stages: StageClock,
     logs: list[str],
-    emit: Callable[[Artifact], None],
+    delivery: Delivery,
 ) -> bool:
     from converter.tensorflow_export import saved_model_from_graph, write_frozen_graph
     from converter.tfjs_export import tfjs_from_frozen_graph
@@ -301,38 +328,44 @@ def _convert_graph(
     outputs = [spec.name for spec in plan.outputs]
     needs_flex = False
     if Target.TFLITE in options.targets:
-        with stages.stage("convert_tflite"):
-            pruned_path = work_dir / "pruned_tflite.pb"
-            pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.tflite_shapes).SerializeToString())
-            outcome = tflite_from_frozen_graph(
-                pruned_path,
-                inputs,
-                outputs,
-                plan.tflite_shapes,
-                options.tflite_quantization,
-                out_dir / f"{stem}.tflite",
-            )
-        logs.append(outcome.log)
-        needs_flex = outcome.needs_flex_delegate
-        emit(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+        with delivery.attempt(Target.TFLITE, options.tflite_quantization):
+            with stages.stage("convert_tflite"):
+                pruned_path = work_dir / "pruned_tflite.pb"
+                pruned_path.write_bytes(prune_graph(graph, inputs, outputs, plan.tflite_shapes).SerializeToString())
+                outcome = tflite_from_frozen_graph(
+                    pruned_path,
+                    inputs,
+                    outputs,
+                    plan.tflite_shapes,
+                    options.tflite_quantization,
+                    out_dir / f"{stem}.tflite",
+                )
+            logs.append(outcome.log)
+            needs_flex = outcome.needs_flex_delegate
+            delivery.add(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
     if not any(target in options.targets for target in (Target.TFJS, Target.FROZEN_GRAPH, Target.SAVED_MODEL)):
         return needs_flex
     # TF.js and TensorFlow keep unknown dimensions (a dynamic batch is useful); only given shapes apply.
     dynamic = prune_graph(graph, inputs, outputs, plan.given_shapes)
     if Target.TFJS in options.targets:
-        with stages.stage("convert_tfjs"):
-            pruned_path = write_frozen_graph(dynamic, work_dir / "pruned_tfjs.pb")
-            tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
-            logs.append(tfjs_from_frozen_graph(pruned_path, outputs, options.tfjs_quantization, tfjs_dir))
-        emit(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+        with delivery.attempt(Target.TFJS, options.tfjs_quantization):
+            with stages.stage("convert_tfjs"):
+                pruned_path = write_frozen_graph(dynamic, work_dir / "pruned_tfjs.pb")
+                tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
+                logs.append(tfjs_from_frozen_graph(pruned_path, outputs, options.tfjs_quantization, tfjs_dir))
+            delivery.add(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
     if Target.FROZEN_GRAPH in options.targets:
-        with stages.stage("write_pb"):
-            pb_path = write_frozen_graph(dynamic, out_dir / f"{stem}.pb")
-        emit(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
+        with delivery.attempt(Target.FROZEN_GRAPH, Quantization.NONE):
+            with stages.stage("write_pb"):
+                pb_path = write_frozen_graph(dynamic, out_dir / f"{stem}.pb")
+            delivery.add(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
     if Target.SAVED_MODEL in options.targets:
-        with stages.stage("write_saved_model"):
-            zip_path = saved_model_from_graph(dynamic, inputs, outputs, work_dir, out_dir / f"{stem}_saved_model.zip")
-        emit(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
+        with delivery.attempt(Target.SAVED_MODEL, Quantization.NONE):
+            with stages.stage("write_saved_model"):
+                zip_path = saved_model_from_graph(
+                    dynamic, inputs, outputs, work_dir, out_dir / f"{stem}_saved_model.zip"
+                )
+            delivery.add(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
     return needs_flex
 
 
@@ -346,7 +379,7 @@ def _convert_via_saved_model(
     stem: str,
     stages: StageClock,
     logs: list[str],
-    emit: Callable[[Artifact], None],
+    delivery: Delivery,
 ) -> bool:
     from converter.serving_export import export_keras, export_saved_model_subset
     from converter.tensorflow_export import frozen_graph_from_saved_model, save_zipped_saved_model
@@ -370,32 +403,39 @@ def _convert_via_saved_model(
                 serving_dir = export_saved_model_subset(source.path, key, plan.inputs, output_keys, shapes, export_dir)
     needs_flex = False
     if Target.TFLITE in options.targets:
-        with stages.stage("convert_tflite"):
-            outcome = tflite_from_saved_model(serving_dir, options.tflite_quantization, out_dir / f"{stem}.tflite")
-        logs.append(outcome.log)
-        needs_flex = outcome.needs_flex_delegate
-        emit(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+        with delivery.attempt(Target.TFLITE, options.tflite_quantization):
+            with stages.stage("convert_tflite"):
+                outcome = tflite_from_saved_model(serving_dir, options.tflite_quantization, out_dir / f"{stem}.tflite")
+            logs.append(outcome.log)
+            needs_flex = outcome.needs_flex_delegate
+            delivery.add(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
     if Target.TFJS in options.targets:
-        with stages.stage("convert_tfjs"):
-            tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
-            logs.append(tfjs_from_saved_model(serving_dir, output_keys, options.tfjs_quantization, tfjs_dir))
-        emit(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+        with delivery.attempt(Target.TFJS, options.tfjs_quantization):
+            with stages.stage("convert_tfjs"):
+                tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
+                logs.append(tfjs_from_saved_model(serving_dir, output_keys, options.tfjs_quantization, tfjs_dir))
+            delivery.add(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
     if Target.FROZEN_GRAPH in options.targets:
-        with stages.stage("write_pb"):
-            # The user's own SavedModel keeps its signature's name; an exported one is serving_default.
-            exported = serving_dir != source.path
-            signature = fmt.SERVING_SIGNATURE if exported else summary.details.get("signature", fmt.SERVING_SIGNATURE)
-            pb_path = frozen_graph_from_saved_model(serving_dir, signature, out_dir / f"{stem}.pb")
-        emit(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
+        with delivery.attempt(Target.FROZEN_GRAPH, Quantization.NONE):
+            with stages.stage("write_pb"):
+                # The user's own SavedModel keeps its signature's name; an exported one is serving_default.
+                exported = serving_dir != source.path
+                signature = (
+                    fmt.SERVING_SIGNATURE if exported else summary.details.get("signature", fmt.SERVING_SIGNATURE)
+                )
+                pb_path = frozen_graph_from_saved_model(serving_dir, signature, out_dir / f"{stem}.pb")
+            delivery.add(Artifact.from_path(Target.FROZEN_GRAPH, pb_path, Quantization.NONE))
     if Target.SAVED_MODEL in options.targets:
-        with stages.stage("write_saved_model"):
-            zip_path = save_zipped_saved_model(serving_dir, out_dir / f"{stem}_saved_model.zip")
-        emit(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
+        with delivery.attempt(Target.SAVED_MODEL, Quantization.NONE):
+            with stages.stage("write_saved_model"):
+                zip_path = save_zipped_saved_model(serving_dir, out_dir / f"{stem}_saved_model.zip")
+            delivery.add(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
     if Target.TFJS_LAYERS in options.targets:
-        with stages.stage("convert_tfjs_layers"):
-            layers_dir = _fresh_dir(out_dir / f"{stem}_tfjs_layers")
-            logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
-        emit(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
+        with delivery.attempt(Target.TFJS_LAYERS, options.tfjs_quantization):
+            with stages.stage("convert_tfjs_layers"):
+                layers_dir = _fresh_dir(out_dir / f"{stem}_tfjs_layers")
+                logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
+            delivery.add(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
     return needs_flex
 
 
@@ -452,6 +492,8 @@ class Verification:
         self.graph_check: tuple[OutputCheck, ...] = ()
         self._reference_run: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._expected: list[Any] | None = None  # the reference's outputs on input_sets, computed once
+        self._early: Future[list[Any]] | None = None
+        self._reference_lock = threading.Lock()
         self.unknown_dimensions = ""
         shapes = {}
         for spec in plan.inputs:
@@ -478,11 +520,9 @@ class Verification:
             return ArtifactCheck(
                 artifact.target, artifact.quantization, NOT_RUN, reason, TOLERANCES[artifact.quantization]
             )
-        if self._reference_run is None:
-            self._reference_run = self._reference()
-        reference = self._reference_run
+        reference = self._reference_ready()
         if self._expected is None:
-            self._expected = [reference(inputs) for inputs in self.input_sets]
+            self._expected = self._early.result() if self._early is not None else self._compute_expected()
             self.graph_check = self._check_graph(self._expected)
         (check,) = verify_artifacts(
             [artifact],
@@ -496,6 +536,28 @@ class Verification:
             graph_faithful=all(output.passed for output in self.graph_check),
         )
         return check
+
+    def start_early(self) -> None:
+        """Compute the reference outputs on a thread while the first target converts (a graph source: its own
+        TensorFlow session, or TF.js for a TF.js model). Keras and SavedModel sources are loaded by the
+        conversion itself at the same time, so their reference waits for the first artifact."""
+        if self.unknown_dimensions or not self.source.format.is_graph:
+            return
+        if self.original.format is ModelFormat.TF1_CHECKPOINT:
+            return
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convbot-reference")
+        self._early = executor.submit(self._compute_expected)
+        executor.shutdown(wait=False)  # the thread ends with its one task
+
+    def _compute_expected(self) -> list[Any]:
+        reference = self._reference_ready()
+        return [reference(inputs) for inputs in self.input_sets]
+
+    def _reference_ready(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        with self._reference_lock:
+            if self._reference_run is None:
+                self._reference_run = self._reference()
+            return self._reference_run
 
     def _reference(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         source, keys, heads = self.source, self.output_keys, self.heads

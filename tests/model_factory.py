@@ -604,6 +604,22 @@ def write_einsum_diagonal_graph(pb_path: PathLike) -> ModelFacts:
     )
 
 
+def write_lgamma_graph(pb_path: PathLike) -> ModelFacts:
+    """x (1, 4) -> Lgamma -> "y": TFLite converts it (Select TF ops), tensorflowjs refuses it (TF.js has no
+    Lgamma): one target converts, the other cannot. Written as protos, no TF."""
+    from converter.protos import GraphDef
+
+    pb = _prepare(pb_path)
+    graph = GraphDef()
+    x = graph.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = 1  # DT_FLOAT
+    for size in (1, 4):
+        x.attr["shape"].shape.dim.add().size = size
+    graph.node.add(name="y", op="Lgamma", input=["x"]).attr["T"].type = 1
+    pb.write_bytes(graph.SerializeToString())
+    return ModelFacts(path=pb, kind="frozen_pb", inputs=("x",), outputs=("y",), input_shapes={"x": (1, 4)})
+
+
 def write_cancelling_weights_graph(pb_path: PathLike) -> ModelFacts:
     """x (1, 64) -> "margin" = x @ (W + 0.3) - x @ W, W about 1000: float16 weights round W by up to 0.25, so the
     float16 variants are off by about 17 % of the output's scale (float32 is exact to 1e-6)."""

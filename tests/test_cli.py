@@ -110,6 +110,22 @@ def test_a_file_that_fails_to_run_is_not_kept_and_the_others_are(tmp_path: Path)
 
     assert done.returncode == 2, done.stderr
     assert sorted(path.name for path in out.iterdir()) == ["diag.tflite"]
-    assert "not kept: it failed to run (TF.js failed at execute: Found duplicate axes" in done.stdout
+    assert "not kept: TF.js failed at execute: Found duplicate axes" in done.stdout
     x = random_input((3, 3), seed=5)
     np.testing.assert_allclose(run_tflite(out / "diag.tflite", {"x": x})["diag"], np.diag(x))
+
+
+def test_a_target_that_cannot_be_converted_does_not_stop_the_others(tmp_path: Path) -> None:
+    """TF.js has no Lgamma, TFLite runs it with Select TF ops: the .tflite is written and checked, TF.js is said to
+    have failed, and the exit status says a target failed."""
+    from tests import model_factory
+
+    model = model_factory.write_lgamma_graph(tmp_path / "lgamma.pb").path
+    out = tmp_path / "out"
+    done = convbot("convert", str(model), "--to", "tflite,tfjs", "-o", str(out))
+
+    assert done.returncode == 2, done.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["lgamma.tflite"]
+    assert "not kept: TF.js conversion failed: Lgamma" in done.stdout
+    tflite_rows = [line for line in done.stdout.splitlines() if line.startswith("tflite ") and " y " in line]
+    assert tflite_rows and all(" passed " in row for row in tflite_rows), done.stdout
