@@ -210,7 +210,7 @@ def convert_in_process(
     verification = Verification(source, summary, plan, options, original) if options.verify else None
     if verification is not None:
         verification.start_early()
-    delivery = Delivery(verification, stages, on_artifact)
+    delivery = Delivery(out_dir, verification, stages, on_artifact)
     if source.format.is_graph:
         needs_flex = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs, delivery)
     else:
@@ -251,8 +251,13 @@ class Delivery:
     """
 
     def __init__(
-        self, verification: Verification | None, stages: StageClock, on_artifact: ArtifactCallback | None
+        self,
+        out_dir: Path,
+        verification: Verification | None,
+        stages: StageClock,
+        on_artifact: ArtifactCallback | None,
     ) -> None:
+        self.out_dir = out_dir
         self.verification = verification
         self.stages = stages
         self.on_artifact = on_artifact
@@ -263,10 +268,14 @@ class Delivery:
 
     @contextmanager
     def attempt(self, target: Target, quantization: Quantization) -> Iterator[None]:
-        """Convert one target; a ConversionError fails this target alone (see `finish`)."""
+        """Convert one target; a ConversionError fails this target alone (see `finish`), and what it had
+        begun to write in the output folder is removed."""
+        before = set(self.out_dir.iterdir())
         try:
             yield
         except ConversionError as error:
+            for left in set(self.out_dir.iterdir()) - before:
+                _remove(left)
             self.failures.append(error)
             self.checks.append(ArtifactCheck(target, quantization, ERROR, error.message, TOLERANCES[quantization]))
 

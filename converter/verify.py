@@ -65,15 +65,27 @@ def make_inputs(specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[int, ...
     return [random_set, ones]
 
 
-def compare(name: str, got: NDArray[Any], expected: NDArray[Any], tolerance: float) -> OutputCheck:
-    """Max absolute and scale-relative error of `got` against `expected`."""
+def compare(name: str, got: NDArray[Any], expected: NDArray[Any], tolerance: float, scale: float = 0.0) -> OutputCheck:
+    """Max absolute and scale-relative error of `got` against `expected`. The scale is the output's largest
+    magnitude: in `expected`, or `scale` when larger (the output's range over every input set of the check, so
+    that an input on which the output is all but zero, lgamma(1) = 0, does not make rounding look huge)."""
     if got.shape != expected.shape:
         return OutputCheck(name, float("inf"), float("inf"), False)
     got64, expected64 = got.astype(np.float64), expected.astype(np.float64)
     abs_error = float(np.max(np.abs(got64 - expected64))) if got.size else 0.0
-    scale = max(float(np.max(np.abs(expected64))) if expected.size else 0.0, 1e-6)
+    scale = max(magnitude(expected), scale, 1e-6)
     rel_error = abs_error / scale
     return OutputCheck(name, abs_error, rel_error, bool(np.isfinite(rel_error) and rel_error <= tolerance))
+
+
+def magnitude(values: NDArray[Any]) -> float:
+    """The largest absolute value, 0 for an empty tensor."""
+    return float(np.max(np.abs(values.astype(np.float64)))) if values.size else 0.0
+
+
+def output_scales(expected: list[Arrays], output_keys: Sequence[str]) -> dict[str, float]:
+    """Each output's largest magnitude over all input sets: the scale its errors are measured against."""
+    return {key: max((magnitude(np.asarray(wanted[key])) for wanted in expected), default=0.0) for key in output_keys}
 
 
 def compare_outputs(
@@ -83,15 +95,16 @@ def compare_outputs(
     tolerance: float,
     selections: SelectionHeads | None = None,
     feeds: Arrays | None = None,
+    scales: dict[str, float] | None = None,
 ) -> list[OutputCheck]:
     """Every output of `got` against `wanted`; outputs chosen by a selection op with ties in mind, on the
-    tensors in `feeds` that fed the selection where given."""
+    tensors in `feeds` that fed the selection where given; `scales` from `output_scales`."""
     checks = []
     for key in output_keys:
         if selections is not None and key in selections:
             checks.extend(selections.check(key, got[key], wanted, feeds or {}, tolerance))
         else:
-            checks.append(compare(key, got[key], wanted[key], tolerance))
+            checks.append(compare(key, got[key], wanted[key], tolerance, (scales or {}).get(key, 0.0)))
     return checks
 
 
@@ -106,9 +119,10 @@ def check_graph_faithfulness(
     convbot built, run in TensorFlow, against the source's own outputs `expected`, at the cross-runtime
     tolerance. Worst per output."""
     checks = []
+    scales = output_scales(expected, output_keys)
     for inputs, wanted in zip(input_sets, expected, strict=True):
         got = graph_reference(inputs)
-        checks.extend(compare_outputs(got, wanted, output_keys, CROSS_RUNTIME_TOLERANCE, selections, got))
+        checks.extend(compare_outputs(got, wanted, output_keys, CROSS_RUNTIME_TOLERANCE, selections, got, scales))
     return _worst(checks)
 
 
@@ -169,6 +183,7 @@ def _check_artifact(
         run, inputs_manifest, outputs_manifest = runner(artifact, output_keys)
         checks = []
         checked_on: list[Arrays] = []  # the input set of each check
+        scales = output_scales(expected, output_keys)
         for inputs, wanted in zip(input_sets, expected, strict=True):
             got = run(inputs)
             missing = [key for key in output_keys if key not in got]
@@ -176,7 +191,7 @@ def _check_artifact(
                 message = f"the artifact has no output '{missing[0]}'"
                 return ArtifactCheck(artifact.target, artifact.quantization, ERROR, message, tolerance)
             feeds = artifact_tensors(artifact, selections.feeds(), inputs) if selections else {}
-            checks.extend(compare_outputs(got, wanted, output_keys, tolerance, selections, feeds))
+            checks.extend(compare_outputs(got, wanted, output_keys, tolerance, selections, feeds, scales))
             checked_on.extend([inputs] * (len(checks) - len(checked_on)))
     except _NotRun as reason:
         return ArtifactCheck(artifact.target, artifact.quantization, NOT_RUN, str(reason), tolerance)
