@@ -229,10 +229,23 @@ def graph_check_line(texts: Texts, graph_check: list[dict[str, Any]]) -> str:
     return text.format(error=f"{worst['max_rel_error']:.1e}", output=worst["name"]) + "\n"
 
 
+def failed_check_lines(texts: Texts, result: dict[str, Any]) -> list[str]:
+    """For each file outside its tolerance: the verdict in words and what to try, then where it departs."""
+    lines = []
+    for check in result.get("validation", []):
+        if check["status"] == "failed" and check.get("outputs"):
+            name = f"{check['target']} {check['quantization']}"
+            lines.append(f"{name}: {mismatch_text(texts, check).strip()}")
+            if check.get("advice"):  # the converter's own words (English), with its figures
+                lines.append(f"{name}: {check['advice']}")
+    return lines
+
+
 def report_text(texts: Texts, job_id: int, result: dict[str, Any]) -> str:
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.get("timings", {}).items())
     warnings = "".join(f"⚠ {w}\n" for w in [*withheld_lines(texts, result), *result.get("warnings", [])])
     warnings += graph_check_line(texts, result.get("graph_check") or [])
+    warnings += "".join(f"⚠ {line}\n" for line in failed_check_lines(texts, result))
     manifest_lines = []
     for check in result.get("validation", []):
         target = check["target"]
