@@ -235,7 +235,7 @@ def failed_check_lines(texts: Texts, result: dict[str, Any]) -> list[str]:
     for check in result.get("validation", []):
         if check["status"] == "failed" and check.get("outputs"):
             name = f"{check['target']} {check['quantization']}"
-            lines.append(f"{name}: {mismatch_text(texts, check).strip()}")
+            lines.append(f"{name}: {mismatch_text(texts, check).strip().removeprefix('⚠ ')}")
             if check.get("advice"):  # the converter's own words (English), with its figures
                 lines.append(f"{name}: {check['advice']}")
     return lines

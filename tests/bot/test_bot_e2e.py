@@ -425,7 +425,7 @@ def test_a_file_outside_its_tolerance_says_so_first_in_its_caption(chat: Any, tm
     assert re.match(verdict, caption), caption
     assert "margin_tfjs.zip" in caption and "Check: failed" in caption
     report = fake.wait_for_text(13, "report", since=since)
-    assert "⚠ tfjs float16: ⚠ This file does not compute what your model computes" in report.text
+    assert "⚠ tfjs float16: This file does not compute what your model computes" in report.text
     assert "tfjs float16: float16 moves this model's outputs by up to" in report.text  # the converter's advice
 
 
