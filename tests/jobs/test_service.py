@@ -110,7 +110,12 @@ def test_jobs_run_fairly_are_recorded_and_cached(
     assert third_started < second_started  # Bob's later job went ahead of Ann's waiting one
     assert events.kinds(second)[:2] == ["queued", "stage"]
     stages = [e.stage for _, e in events.events if e.job_id == second and e.kind == "stage"]
-    assert stages == ["loading", "converting TFLite", "converting TF.js", "validating"]
+    # Each file is checked as soon as it is written (and sent then: the artifact events).
+    assert stages == ["loading", "converting TFLite", "validating", "converting TF.js", "validating"]
+    assert [e.artifact["kind"] for _, e in events.events if e.job_id == second and e.kind == "artifact"] == [
+        "tflite",
+        "tfjs",
+    ]
 
     with session_factory() as session:
         job = session.get(Job, second)
