@@ -1,4 +1,6 @@
-"""Outputs chosen by a selection op (TopK, NonMaxSuppression, ArgMax...) compared with ties in mind.
+"""Outputs chosen by a selection op (TopK and so tf.sort/tf.argsort, NonMaxSuppression V1-V5,
+CombinedNonMaxSuppression, ArgMax/ArgMin; Where over a threshold in converter/threshold_selection.py)
+compared with ties in mind.
 
 When several candidates score within rounding of each other, two correct runtimes may pick
 different ones: random or constant test inputs make many such ties. So for an output that depends
@@ -25,6 +27,7 @@ from converter.formats import Target
 from converter.graph_inspect import source_node
 from converter.protos import GraphDef
 from converter.result import Artifact, OutputCheck
+from converter.threshold_selection import FLIP_NOTE, Threshold, compare_flipped_rows, find_threshold
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -118,14 +121,27 @@ def find_selections(graph: GraphDef, output_keys: Sequence[str]) -> dict[str, tu
     return found
 
 
+def find_thresholds(graph: GraphDef, output_keys: Sequence[str]) -> dict[str, Threshold]:
+    """For each output that depends on a Where over a threshold comparison, that Where."""
+    nodes = {node.name: node for node in graph.node}
+    found = {key: find_threshold(nodes, _ancestors(nodes, source_node(key)), tensor_name(key)) for key in output_keys}
+    return {key: threshold for key, threshold in found.items() if threshold is not None}
+
+
+def resolve_pass_through(nodes: Mapping[str, Any], tensor: str) -> str:
+    """The tensor `tensor` copies, through Identity and Cast."""
+    tensor = tensor_name(tensor)
+    while source_node(tensor) in nodes and nodes[source_node(tensor)].op in PASS_THROUGH_OPS:
+        tensor = tensor_name(_input_names(nodes[source_node(tensor)])[0])
+    return tensor
+
+
 def find_index_outputs(graph: GraphDef, found: Mapping[str, Sequence[Selection]]) -> dict[str, Selection]:
     """The outputs that are a selection's chosen indices themselves (ArgMax, tf.argsort, NMS indices)."""
     nodes = {node.name: node for node in graph.node}
     index_outputs = {}
     for key, selections in found.items():
-        tensor = tensor_name(key)
-        while source_node(tensor) in nodes and nodes[source_node(tensor)].op in PASS_THROUGH_OPS:
-            tensor = tensor_name(_input_names(nodes[source_node(tensor)])[0])
+        tensor = resolve_pass_through(nodes, key)
         selection = next((s for s in selections if s.indices == tensor), None)
         if selection is not None:
             index_outputs[key] = selection
@@ -138,9 +154,10 @@ class SelectionHeads:
 
     by_output: dict[str, tuple[Selection, ...]]
     index_outputs: dict[str, Selection] = field(default_factory=dict)  # outputs that are chosen indices
+    thresholds: dict[str, Threshold] = field(default_factory=dict)  # outputs chosen by Where over a threshold
 
     def __contains__(self, key: object) -> bool:
-        return key in self.by_output
+        return key in self.by_output or key in self.thresholds
 
     def reference_tensors(self) -> list[str]:
         """Tensors the reference must compute besides the outputs: scores, choices, feeds."""
@@ -150,10 +167,14 @@ class SelectionHeads:
             for s in selections
             for name in (s.scores, s.chosen, *s.feeds)
         ]
+        names += [name for threshold in self.thresholds.values() for name in threshold.tensors()]
         return list(dict.fromkeys(names))
 
     def feeds(self) -> list[str]:
-        return list(dict.fromkeys(f for selections in self.by_output.values() for s in selections for f in s.feeds))
+        """The tensors to read from the artifact: the selections' feeds, Where's scores and indices."""
+        names = [f for selections in self.by_output.values() for s in selections for f in s.feeds]
+        names += [name for t in self.thresholds.values() for name in (t.scores, t.indices)]
+        return list(dict.fromkeys(names))
 
     def check(
         self, key: str, got: NDArray[Any], wanted: Arrays, artifact_feeds: Arrays, tolerance: float
@@ -161,6 +182,8 @@ class SelectionHeads:
         """(a) the feeds of `key`'s selections the artifact exposes, then (b) its rows, ties excused."""
         from converter.verify import compare
 
+        if key not in self.by_output:
+            return self._check_threshold(key, got, wanted, artifact_feeds, tolerance)
         selections = self.by_output[key]
         checks = [
             replace_note(compare(name, artifact_feeds[name], wanted[name], tolerance), f"feeds {s.op} '{s.node}'")
@@ -180,6 +203,33 @@ class SelectionHeads:
             rows = replace_note(rows, f"{rows.note}; {', '.join(hidden)} compared in the reference only")
         checks.append(rows)
         return checks
+
+    def _check_threshold(
+        self, key: str, got: NDArray[Any], wanted: Arrays, artifact_feeds: Arrays, tolerance: float
+    ) -> list[OutputCheck]:
+        """(a) the scores Where's threshold is applied to, then (b) the rows, aligned by Where's indices
+        where the two sides differ only by elements within the tolerance of the threshold."""
+        from converter.verify import compare
+
+        threshold = self.thresholds[key]
+        checks = [
+            replace_note(
+                compare(name, artifact_feeds[name], wanted[name], tolerance), f"feeds Where '{threshold.node}'"
+            )
+            for name in (threshold.scores,)
+            if name in artifact_feeds and name in wanted
+        ]
+        rows = compare(key, got, wanted[key], tolerance)
+        if not rows.passed:
+            got_indices = got if threshold.output_is_indices else artifact_feeds.get(threshold.indices)
+            flipped = compare_flipped_rows(key, got, wanted, got_indices, threshold, tolerance)
+            if flipped is not None:
+                rows = flipped
+            elif got.shape[:1] != wanted[key].shape[:1]:
+                rows = replace_note(
+                    rows, f"Where '{threshold.node}' chose {len(got)} elements, the source {len(wanted[key])}"
+                )
+        return [*checks, rows]
 
     def _alternatives(self, key: str, got: NDArray[Any], wanted: Arrays, tolerance: float) -> NDArray[np.bool_] | None:
         """For an output that is chosen indices: per slot, does the artifact's index point at an element
@@ -337,7 +387,7 @@ def _row_axis(expected: NDArray[Any], tied: NDArray[np.bool_] | None) -> int | N
 
 def tie_message(checks: Sequence[OutputCheck]) -> str:
     """The verdict's words for a passing artifact: 'ok', or how many rows were chosen among ties."""
-    notes = [f"{c.name}: {c.note}" for c in checks if TIE_NOTE in c.note]
+    notes = [f"{c.name}: {c.note}" for c in checks if TIE_NOTE in c.note or FLIP_NOTE in c.note]
     return f"passed: {'; '.join(dict.fromkeys(notes))}" if notes else "ok"
 
 
@@ -420,4 +470,5 @@ def selection_heads(graph_path: Path, output_keys: Sequence[str], text: bool = F
 
     graph = read_graph_def(graph_path, text=text)
     found = find_selections(graph, output_keys)
-    return SelectionHeads(found, find_index_outputs(graph, found)) if found else None
+    thresholds = find_thresholds(graph, output_keys)
+    return SelectionHeads(found, find_index_outputs(graph, found), thresholds) if found or thresholds else None

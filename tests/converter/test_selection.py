@@ -222,3 +222,49 @@ def test_combined_nms_over_tied_scores_passes_on_flex_and_a_changed_head_fails(t
     (check,) = _against_a_changed_head(result, changed, list(outputs))
     assert check.status == "failed", check.message
     assert not {o.name: o for o in check.outputs}["box_scores:0"].passed
+
+
+# Eight scores on the all-ones input: 0.97, 1.0 + 1e-5 and 1.0 straddle the threshold 1.0 + 5e-6.
+THRESHOLD = 1.0 + 5e-6
+WHERE_SCORES = (0.5, 0.97, 0.25, 1.0, 1.5, 0.125, 1.0, 0.375)
+
+
+def _write_threshold_head(path: Path, tf: Any, gain: float = 1.0) -> Path:
+    """x [1, 4] -> scores [1, 8] -> tf.where(scores > THRESHOLD) -> "kept" (their coordinates) and
+    "kept_scores" (gathered). The 4th score is 1.0 + 1e-5 in float32, 1.0 in a float16 artifact."""
+    import numpy as np
+
+    weights = np.zeros((4, 8), np.float32)
+    weights[0] = np.float16(WHERE_SCORES).astype(np.float32)
+    weights[0, 3] *= 1 + 2 * (THRESHOLD - 1)
+    weights[0, 1] *= gain  # gain 1.05: 0.97 moves well past the threshold
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="x")
+        # At least 1: TFLite's Python runner refuses an output with no rows ("Invalid tensor size").
+        scores = tf.matmul(tf.maximum(tf.abs(x), 1.0), weights, name="scores")
+        kept = tf.where(tf.greater(scores, THRESHOLD), name="kept")
+        tf.gather_nd(scores, kept, name="kept_scores")
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def test_where_passes_when_a_score_at_the_threshold_flips_and_fails_otherwise(tmp_path: Path, tf: Any) -> None:
+    source = _write_threshold_head(tmp_path / "threshold.pb", tf)
+    outputs = ("kept", "kept_scores")
+    result = _convert(source, tmp_path, outputs, (Target.TFLITE, Target.TFJS))
+    for check in result.validation:
+        assert check.status == "passed", (check.target, check.message)
+        checked = {o.name: o for o in check.outputs}
+        for name in outputs:  # the all-ones input: the float16 artifact keeps 2 scores, the source 3
+            assert checked[name].note.startswith("1 element(s) within tolerance of the threshold"), checked[name]
+        assert "scores:0" in checked  # the scores were compared in the artifact
+        assert "kept_scores: 1 element(s) within tolerance of the threshold chose differently" in check.message
+
+    changed = _write_threshold_head(tmp_path / "changed.pb", tf, gain=1.05)
+    for check in _against_a_changed_head(result, changed, list(outputs)):
+        assert check.status == "failed", (check.target, check.message)
+        failed = {o.name for o in check.outputs if not o.passed}
+        assert failed == {"scores:0", *outputs}, (check.target, check.outputs)
+        # 0.97 * 1.05 is 0.03 of scale past the threshold: no rounding flips that.
+        assert next(o for o in check.outputs if o.name == "kept").note == "Where 'kept' chose 1 elements, the source 3"
