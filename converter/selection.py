@@ -1,4 +1,6 @@
-"""Outputs chosen by a selection op (TopK, NonMaxSuppression, ArgMax...) compared with ties in mind.
+"""Outputs chosen by a selection op (TopK and so tf.sort/tf.argsort, NonMaxSuppression V1-V5,
+CombinedNonMaxSuppression, ArgMax/ArgMin; Where over a threshold in converter/threshold_selection.py)
+compared with ties in mind.
 
 When several candidates score within rounding of each other, two correct runtimes may pick
 different ones: random or constant test inputs make many such ties. So for an output that depends
@@ -14,7 +16,7 @@ Runs in the verification process (it imports TensorFlow and runs TF.js for the a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from converter.formats import Target
 from converter.graph_inspect import source_node
 from converter.protos import GraphDef
 from converter.result import Artifact, OutputCheck
+from converter.threshold_selection import FLIP_NOTE, Threshold, compare_flipped_rows, find_threshold
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -32,8 +35,10 @@ TOPK_OPS = frozenset({"TopKV2", "TopK"})
 NMS_OPS = frozenset(
     {"NonMaxSuppression", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5"}
 )
+COMBINED_NMS_OPS = frozenset({"CombinedNonMaxSuppression"})
 ARG_OPS = frozenset({"ArgMax", "ArgMin"})
 GATHER_OPS = frozenset({"GatherV2", "Gather", "GatherNd", "ResourceGather"})
+PASS_THROUGH_OPS = frozenset({"Identity", "Cast"})  # an output that is still the chosen indices
 TIE_NOTE = "rows chose differently among tied scores"
 
 
@@ -44,8 +49,9 @@ class Selection:
     node: str
     op: str
     scores: str  # the tensor the choice is made on
-    chosen: str  # TopK: the sorted values; NMS: the selected indices; ArgMax: the index
+    chosen: str  # TopK, CombinedNMS: the chosen scores; NMS: the selected indices; ArgMax: the index
     feeds: tuple[str, ...]  # tensors feeding the selected output: the scores, boxes before gathering
+    indices: str = ""  # the chosen indices into the scores' last axis (NMS: the flattened scores), if any
 
 
 def tensor_name(key: str) -> str:
@@ -87,17 +93,19 @@ def _gathered_feeds(nodes: Mapping[str, Any], upstream: set[str], selection: str
 
 def _selection(nodes: Mapping[str, Any], upstream: set[str], node: Any) -> Selection | None:
     inputs = _input_names(node)
-    if node.op in TOPK_OPS:
-        scores, chosen = inputs[0], f"{node.name}:0"
+    if node.op in TOPK_OPS:  # also tf.sort and tf.argsort: TopKV2 with k the full length
+        scores, chosen, indices = inputs[0], f"{node.name}:0", f"{node.name}:1"
     elif node.op in NMS_OPS:
-        scores, chosen = inputs[1], f"{node.name}:0"
+        scores, chosen, indices = inputs[1], f"{node.name}:0", f"{node.name}:0"
+    elif node.op in COMBINED_NMS_OPS:  # outputs nmsed_boxes, nmsed_scores, nmsed_classes, valid_detections
+        scores, chosen, indices = inputs[1], f"{node.name}:1", ""
     elif node.op in ARG_OPS:
-        scores, chosen = inputs[0], f"{node.name}:0"
+        scores, chosen, indices = inputs[0], f"{node.name}:0", f"{node.name}:0"
     else:
         return None
     own = [tensor_name(inputs[0]), tensor_name(scores)]
     feeds = tuple(dict.fromkeys(own + _gathered_feeds(nodes, upstream, node.name)))
-    return Selection(node.name, node.op, tensor_name(scores), chosen, feeds)
+    return Selection(node.name, node.op, tensor_name(scores), chosen, feeds, indices)
 
 
 def find_selections(graph: GraphDef, output_keys: Sequence[str]) -> dict[str, tuple[Selection, ...]]:
@@ -113,14 +121,43 @@ def find_selections(graph: GraphDef, output_keys: Sequence[str]) -> dict[str, tu
     return found
 
 
+def find_thresholds(graph: GraphDef, output_keys: Sequence[str]) -> dict[str, Threshold]:
+    """For each output that depends on a Where over a threshold comparison, that Where."""
+    nodes = {node.name: node for node in graph.node}
+    found = {key: find_threshold(nodes, _ancestors(nodes, source_node(key)), tensor_name(key)) for key in output_keys}
+    return {key: threshold for key, threshold in found.items() if threshold is not None}
+
+
+def resolve_pass_through(nodes: Mapping[str, Any], tensor: str) -> str:
+    """The tensor `tensor` copies, through Identity and Cast."""
+    tensor = tensor_name(tensor)
+    while source_node(tensor) in nodes and nodes[source_node(tensor)].op in PASS_THROUGH_OPS:
+        tensor = tensor_name(_input_names(nodes[source_node(tensor)])[0])
+    return tensor
+
+
+def find_index_outputs(graph: GraphDef, found: Mapping[str, Sequence[Selection]]) -> dict[str, Selection]:
+    """The outputs that are a selection's chosen indices themselves (ArgMax, tf.argsort, NMS indices)."""
+    nodes = {node.name: node for node in graph.node}
+    index_outputs = {}
+    for key, selections in found.items():
+        tensor = resolve_pass_through(nodes, key)
+        selection = next((s for s in selections if s.indices == tensor), None)
+        if selection is not None:
+            index_outputs[key] = selection
+    return index_outputs
+
+
 @dataclass(frozen=True)
 class SelectionHeads:
     """The outputs of one model that depend on selections, and how to check them."""
 
     by_output: dict[str, tuple[Selection, ...]]
+    index_outputs: dict[str, Selection] = field(default_factory=dict)  # outputs that are chosen indices
+    thresholds: dict[str, Threshold] = field(default_factory=dict)  # outputs chosen by Where over a threshold
 
     def __contains__(self, key: object) -> bool:
-        return key in self.by_output
+        return key in self.by_output or key in self.thresholds
 
     def reference_tensors(self) -> list[str]:
         """Tensors the reference must compute besides the outputs: scores, choices, feeds."""
@@ -130,10 +167,14 @@ class SelectionHeads:
             for s in selections
             for name in (s.scores, s.chosen, *s.feeds)
         ]
+        names += [name for threshold in self.thresholds.values() for name in threshold.tensors()]
         return list(dict.fromkeys(names))
 
     def feeds(self) -> list[str]:
-        return list(dict.fromkeys(f for selections in self.by_output.values() for s in selections for f in s.feeds))
+        """The tensors to read from the artifact: the selections' feeds, Where's scores and indices."""
+        names = [f for selections in self.by_output.values() for s in selections for f in s.feeds]
+        names += [name for t in self.thresholds.values() for name in (t.scores, t.indices)]
+        return list(dict.fromkeys(names))
 
     def check(
         self, key: str, got: NDArray[Any], wanted: Arrays, artifact_feeds: Arrays, tolerance: float
@@ -141,6 +182,8 @@ class SelectionHeads:
         """(a) the feeds of `key`'s selections the artifact exposes, then (b) its rows, ties excused."""
         from converter.verify import compare
 
+        if key not in self.by_output:
+            return self._check_threshold(key, got, wanted, artifact_feeds, tolerance)
         selections = self.by_output[key]
         checks = [
             replace_note(compare(name, artifact_feeds[name], wanted[name], tolerance), f"feeds {s.op} '{s.node}'")
@@ -154,11 +197,79 @@ class SelectionHeads:
         # otherwise it must be one of the rows the reference itself chose among those ties.
         feeds_right = bool(feeds) and not hidden and all(c.passed for c in checks)
         tied = _tied_slots(selections, wanted, tolerance)
-        rows = compare_rows(key, got, wanted[key], tolerance, tied, feeds_right)
+        alternatives = self._alternatives(key, got, wanted, tolerance)
+        rows = compare_rows(key, got, wanted[key], tolerance, tied, feeds_right, alternatives)
         if hidden and rows.note:
             rows = replace_note(rows, f"{rows.note}; {', '.join(hidden)} compared in the reference only")
         checks.append(rows)
         return checks
+
+    def _check_threshold(
+        self, key: str, got: NDArray[Any], wanted: Arrays, artifact_feeds: Arrays, tolerance: float
+    ) -> list[OutputCheck]:
+        """(a) the scores Where's threshold is applied to, then (b) the rows, aligned by Where's indices
+        where the two sides differ only by elements within the tolerance of the threshold."""
+        from converter.verify import compare
+
+        threshold = self.thresholds[key]
+        checks = [
+            replace_note(
+                compare(name, artifact_feeds[name], wanted[name], tolerance), f"feeds Where '{threshold.node}'"
+            )
+            for name in (threshold.scores,)
+            if name in artifact_feeds and name in wanted
+        ]
+        rows = compare(key, got, wanted[key], tolerance)
+        if not rows.passed:
+            got_indices = got if threshold.output_is_indices else artifact_feeds.get(threshold.indices)
+            flipped = compare_flipped_rows(key, got, wanted, got_indices, threshold, tolerance)
+            if flipped is not None:
+                rows = flipped
+            elif got.shape[:1] != wanted[key].shape[:1]:
+                rows = replace_note(
+                    rows, f"Where '{threshold.node}' chose {len(got)} elements, the source {len(wanted[key])}"
+                )
+        return [*checks, rows]
+
+    def _alternatives(self, key: str, got: NDArray[Any], wanted: Arrays, tolerance: float) -> NDArray[np.bool_] | None:
+        """For an output that is chosen indices: per slot, does the artifact's index point at an element
+        the reference scores within the tolerance of the one it chose (an equally valid choice)?"""
+        selection = self.index_outputs.get(key)
+        if selection is None or selection.scores not in wanted or key not in wanted:
+            return None
+        scores = np.asarray(wanted[selection.scores], np.float64)
+        expected = np.asarray(wanted[key])
+        if got.shape != expected.shape or not scores.size:
+            return None
+        margin = _margin(scores, tolerance)
+        return np.asarray(
+            np.abs(_scores_at(selection, scores, got) - _scores_at(selection, scores, expected)) <= margin
+        ).reshape(-1)
+
+
+def _scores_at(selection: Selection, scores: NDArray[Any], indices: NDArray[Any]) -> NDArray[Any]:
+    """The scores the indices point at (NaN for an index out of range, such as padding)."""
+    if selection.op in NMS_OPS:
+        scores, axis = scores.reshape(-1), 0
+    elif selection.op in ARG_OPS:  # the reduced axis: the one whose removal gives the indices' shape
+        axis = _reduced_axis(scores, indices)
+        scores, indices = np.moveaxis(scores, axis, -1), np.expand_dims(indices, -1)
+        axis = -1
+    else:
+        axis = -1
+    index = indices.astype(np.int64)
+    inside = (index >= 0) & (index < scores.shape[axis])
+    picked = np.take_along_axis(scores, np.clip(index, 0, scores.shape[axis] - 1), axis=axis)
+    return np.where(inside, picked, np.nan)
+
+
+def _reduced_axis(scores: NDArray[Any], index: NDArray[Any]) -> int:
+    return next((a for a in range(scores.ndim) if np.delete(scores.shape, a).tolist() == list(index.shape)), -1)
+
+
+def _margin(scores: NDArray[Any], tolerance: float) -> float:
+    """How close two scores are to count as tied: the tolerance of the scores' scale."""
+    return tolerance * max(float(np.max(np.abs(scores))) if scores.size else 0.0, 1e-6)
 
 
 def replace_note(check: OutputCheck, note: str) -> OutputCheck:
@@ -173,11 +284,13 @@ def _tied_slots(selections: Sequence[Selection], wanted: Arrays, tolerance: floa
             continue
         scores = np.asarray(wanted[selection.scores], np.float64)
         chosen = np.asarray(wanted[selection.chosen])
-        margin = tolerance * max(float(np.max(np.abs(scores))) if scores.size else 0.0, 1e-6)
+        margin = _margin(scores, tolerance)
         if selection.op in TOPK_OPS:
             masks.append(_topk_ties(scores, chosen.astype(np.float64), margin))
         elif selection.op in NMS_OPS:
             masks.append(_nms_ties(scores.reshape(-1), chosen.reshape(-1).astype(np.int64), margin))
+        elif selection.op in COMBINED_NMS_OPS:  # scores [batch, boxes, classes], chosen [batch, max_total]
+            masks.append(_topk_ties(scores.reshape(len(chosen), -1), chosen.astype(np.float64), margin))
         else:
             masks.append(_arg_ties(scores, chosen.astype(np.int64), margin))
     if not masks:
@@ -204,7 +317,7 @@ def _nms_ties(scores: NDArray[Any], indices: NDArray[Any], margin: float) -> NDA
 
 def _arg_ties(scores: NDArray[Any], index: NDArray[Any], margin: float) -> NDArray[np.bool_]:
     """ArgMax/ArgMin over the axis whose removal gives the index's shape: tied when two are near."""
-    axis = next((a for a in range(scores.ndim) if np.delete(scores.shape, a).tolist() == list(index.shape)), -1)
+    axis = _reduced_axis(scores, index)
     ordered = np.sort(scores, axis=axis)
     top = np.take(ordered, [-1, -2], axis=axis)
     bottom = np.take(ordered, [0, 1], axis=axis)
@@ -220,10 +333,12 @@ def compare_rows(
     tolerance: float,
     tied: NDArray[np.bool_] | None,
     feeds_right: bool = False,
+    alternatives: NDArray[np.bool_] | None = None,
 ) -> OutputCheck:
     """Compare row by row along the selected axis; a differing row passes only where `tied`, and
-    only if it equals a row the reference chose at a tied slot, unless `feeds_right` (what feeds
-    the selection was compared in the artifact and passed)."""
+    only if it equals a row the reference chose at a tied slot or is marked in `alternatives` (an
+    index to an element scored within the tolerance of the reference's), unless `feeds_right` (what
+    feeds the selection was compared in the artifact and passed)."""
     from converter.verify import compare
 
     whole = compare(name, got, expected, tolerance)
@@ -237,7 +352,10 @@ def compare_rows(
     differs = ~(row_error <= tolerance)  # NaN differs
     excused = differs & tied
     if not feeds_right:
-        excused &= _matches_a_tied_row(got64, expected64, tied, tolerance * scale)
+        allowed = _matches_a_tied_row(got64, expected64, tied, tolerance * scale)
+        if alternatives is not None and alternatives.size == tied.size:
+            allowed |= alternatives
+        excused &= allowed
     kept = ~excused
     abs_error = float(np.max(row_error[kept]) * scale) if kept.any() else 0.0
     passed = not bool((differs & ~excused).any())
@@ -262,14 +380,14 @@ def _matches_a_tied_row(
 def _row_axis(expected: NDArray[Any], tied: NDArray[np.bool_] | None) -> int | None:
     if tied is None:
         return None
-    if expected.size == tied.size:  # one element per slot (scores, indices, classes)
-        return None if expected.ndim != 1 else 0
+    if expected.size == tied.size:  # one element per slot (scores, indices, classes), any batch dims
+        return 0 if expected.ndim else None
     return next((a for a, size in enumerate(expected.shape) if size == tied.size), None)
 
 
 def tie_message(checks: Sequence[OutputCheck]) -> str:
     """The verdict's words for a passing artifact: 'ok', or how many rows were chosen among ties."""
-    notes = [f"{c.name}: {c.note}" for c in checks if TIE_NOTE in c.note]
+    notes = [f"{c.name}: {c.note}" for c in checks if TIE_NOTE in c.note or FLIP_NOTE in c.note]
     return f"passed: {'; '.join(dict.fromkeys(notes))}" if notes else "ok"
 
 
@@ -350,5 +468,7 @@ def with_selection_tensors(
 def selection_heads(graph_path: Path, output_keys: Sequence[str], text: bool = False) -> SelectionHeads | None:
     from converter.graph_inspect import read_graph_def
 
-    found = find_selections(read_graph_def(graph_path, text=text), output_keys)
-    return SelectionHeads(found) if found else None
+    graph = read_graph_def(graph_path, text=text)
+    found = find_selections(graph, output_keys)
+    thresholds = find_thresholds(graph, output_keys)
+    return SelectionHeads(found, find_index_outputs(graph, found), thresholds) if found or thresholds else None
