@@ -580,7 +580,7 @@ class Verification:
             return checkpoint_reference(self.original.path, keys)  # type: ignore[no-any-return]
         signature = self.signature
         return with_selection_tensors(
-            lambda wanted: reference_runner(source.format, source.path, wanted, signature), keys, heads
+            lambda wanted: reference_runner(source.format, source.path, wanted, signature, plain=True), keys, heads
         )
 
     def _check_graph(self, expected: list[Any]) -> tuple[OutputCheck, ...]:
@@ -589,7 +589,9 @@ class Verification:
             return ()
         source = self.source
         graph_reference = with_selection_tensors(
-            lambda keys: reference_runner(ModelFormat.FROZEN_GRAPH, source.path, keys), self.output_keys, self.heads
+            lambda keys: reference_runner(ModelFormat.FROZEN_GRAPH, source.path, keys, plain=True),
+            self.output_keys,
+            self.heads,
         )
         return check_graph_faithfulness(graph_reference, expected, self.input_sets, self.output_keys, self.heads)
 
