@@ -207,7 +207,7 @@ def convert_in_process(
         versions = tool_versions()
 
     logs: list[str] = []
-    verification = Verification(source, summary, plan, options, original) if options.verify else None
+    verification = Verification(source, summary, plan, options, original, Path(model_path)) if options.verify else None
     if verification is not None:
         verification.start_early()
     delivery = Delivery(out_dir, verification, stages, on_artifact)
@@ -480,6 +480,10 @@ def _tfjs_reference(model_dir: Path, output_keys: list[str]) -> Any:
     return run
 
 
+# The reference outputs (and graph check) of the last model verified in this process, by Verification._shared_key.
+_SHARED_REFERENCE: dict[tuple[Any, ...], tuple[list[Any], tuple[OutputCheck, ...]]] = {}
+
+
 class Verification:
     """Runs the original model once on the check's inputs and checks each artifact against it as it comes.
 
@@ -496,6 +500,7 @@ class Verification:
         plan: ConversionPlan,
         options: ConversionOptions,
         original: ModelSource,
+        model_path: Path | None = None,
     ) -> None:
         self.output_keys = [_key(spec) for spec in plan.outputs]
         self.graph_check: tuple[OutputCheck, ...] = ()
@@ -503,6 +508,7 @@ class Verification:
         self._expected: list[Any] | None = None  # the reference's outputs on input_sets, computed once
         self._early: Future[list[Any]] | None = None
         self._reference_lock = threading.Lock()
+        self._shared_key: tuple[Any, ...] | None = None
         self.unknown_dimensions = ""
         shapes = {}
         for spec in plan.inputs:
@@ -518,6 +524,13 @@ class Verification:
         if options.verify_inputs:
             self.input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
         self.source, self.original = source, original
+        # The variants of one model (--compare-quant) share its reference outputs: same file, outputs and inputs.
+        stat = model_path.stat() if model_path is not None else None
+        self._shared_key = (
+            (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(self.output_keys), repr(shapes))
+            if model_path is not None and stat is not None and not options.verify_inputs
+            else None
+        )
         self.signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
         self.heads = _selection_heads(source, self.output_keys)
         self.graph = _source_graph(source)
@@ -531,8 +544,14 @@ class Verification:
             )
         reference = self._reference_ready()
         if self._expected is None:
-            self._expected = self._early.result() if self._early is not None else self._compute_expected()
-            self.graph_check = self._check_graph(self._expected)
+            if self._shared_key is not None and self._shared_key in _SHARED_REFERENCE:
+                self._expected, self.graph_check = _SHARED_REFERENCE[self._shared_key]
+            else:
+                self._expected = self._early.result() if self._early is not None else self._compute_expected()
+                self.graph_check = self._check_graph(self._expected)
+                if self._shared_key is not None:
+                    _SHARED_REFERENCE.clear()  # one model's at a time: a process converts one model at a time
+                    _SHARED_REFERENCE[self._shared_key] = (self._expected, self.graph_check)
         (check,) = verify_artifacts(
             [artifact],
             self.output_keys,
@@ -552,6 +571,8 @@ class Verification:
         conversion itself at the same time, so their reference waits for the first artifact."""
         if self.unknown_dimensions or not self.source.format.is_graph:
             return
+        if self._shared_key is not None and self._shared_key in _SHARED_REFERENCE:
+            return  # already computed by an earlier variant of the same model
         if self.original.format is ModelFormat.TF1_CHECKPOINT:
             return
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convbot-reference")
