@@ -251,3 +251,25 @@ def test_tfjs_graph_model_to_tflite_verified_against_tfjs(tmp_path: Path, tf: An
     assert all(o.max_rel_error < 1e-4 for o in check.outputs)
     got = run_tflite(Path(tflite.path), {"input_1": random_input((1, 192, 192, 3))})
     assert got["Identity_2"].shape == (1, 1404)
+
+
+def test_variants_of_one_model_share_its_reference_outputs(multihead_graph, tmp_path: Path, monkeypatch) -> None:
+    """--compare-quant converts one model several times in one process: the source runs once for all of them, and
+    each variant is still checked against it."""
+    from converter import conversion
+
+    computed: list[Path] = []
+    compute = conversion.Verification._compute_expected
+
+    def counted(self: Any) -> Any:
+        computed.append(self.source.path)
+        return compute(self)
+
+    monkeypatch.setattr(conversion.Verification, "_compute_expected", counted)
+    monkeypatch.setattr(conversion, "_SHARED_REFERENCE", {})  # whatever an earlier test left
+    for quant in (Quantization.NONE, Quantization.FLOAT16, Quantization.DYNAMIC):
+        options = ConversionOptions(targets=(Target.TFLITE,), tflite_quantization=quant)
+        result = convert_in_process(multihead_graph.path, tmp_path / quant.value, options, tmp_path / f"w{quant.value}")
+        (check,) = result.validation
+        assert check.status == "passed" and check.quantization is quant
+    assert len(computed) == 1
