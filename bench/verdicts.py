@@ -60,6 +60,8 @@ def rows(model: str, kind: str, result: ConversionResult, seconds: float) -> lis
     for check in result.validation:
         worst = max(check.outputs, key=lambda o: o.max_rel_error, default=None)
         words = check.message if check.message not in ("ok",) else ""
+        if check.engine:  # which TF.js backend ran the artifact
+            words = f"[{check.engine}] {words}".strip()
         if check.culprit:
             words = f"{words}; {check.culprit}"
         out.append(
