@@ -270,12 +270,13 @@ class Delivery:
     def attempt(self, target: Target, quantization: Quantization) -> Iterator[None]:
         """Convert one target; a ConversionError fails this target alone (see `finish`), and what it had
         begun to write in the output folder is removed."""
-        before = set(self.out_dir.iterdir())
+        before = _entries(self.out_dir)
         try:
             yield
         except ConversionError as error:
-            for left in set(self.out_dir.iterdir()) - before:
-                _remove(left)
+            for path, modified in _entries(self.out_dir).items():
+                if before.get(path) != modified:  # new, or written again by this attempt
+                    _remove(path)
             self.failures.append(error)
             self.checks.append(ArtifactCheck(target, quantization, ERROR, error.message, TOLERANCES[quantization]))
 
@@ -622,6 +623,11 @@ def _selection_heads(source: ModelSource, output_keys: list[str]) -> SelectionHe
     if not source.format.is_graph:
         return None
     return selection_heads(source.path, output_keys, text=source.format is ModelFormat.FROZEN_GRAPH_TEXT)
+
+
+def _entries(folder: Path) -> dict[Path, int]:
+    """The entries of `folder` and when each was last modified."""
+    return {path: path.lstat().st_mtime_ns for path in folder.iterdir()}
 
 
 def _remove(path: Path) -> None:
