@@ -110,14 +110,16 @@ class JobService:
 
     # -- life cycle
 
-    def start(self) -> None:
-        """Recover jobs a previous process left running, start the workers and the dispatcher."""
+    def start(self, dispatch: bool = True) -> None:
+        """Recover jobs a previous process left running, start the workers and the dispatcher.
+        With `dispatch=False` no dispatcher thread runs: the caller (a test) calls `dispatch_once`."""
         for folder in (self.settings.models_dir, self.settings.artifacts_dir, self.settings.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._recover_interrupted()
         self.backend.start()
-        self._thread = threading.Thread(target=self._dispatch_forever, name="convbot-jobs", daemon=True)
-        self._thread.start()
+        if dispatch:
+            self._thread = threading.Thread(target=self._dispatch_forever, name="convbot-jobs", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         """Stop dispatching and the workers. Running jobs stay 'running' and are recovered at the next start."""
@@ -244,13 +246,18 @@ class JobService:
         for event in events:
             self._emit(event)
 
+    def dispatch_once(self, wait: float = 0.0) -> None:
+        """One round of the dispatcher: apply what the backend reported (waiting up to `wait` seconds for
+        it), kill the running jobs cancelled meanwhile, then start the waiting jobs that may start."""
+        for event in self.backend.poll(wait):
+            self._apply(event)
+        self._handle_cancels()
+        self._start_waiting_jobs()
+
     def _dispatch_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._handle_cancels()
-                self._start_waiting_jobs()
-                for event in self.backend.poll(0.2):
-                    self._apply(event)
+                self.dispatch_once(wait=0.2)
             except Exception:  # keep dispatching; the next round retries
                 log.exception("job dispatcher error")
                 self._stopping.wait(1)
