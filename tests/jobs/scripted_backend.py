@@ -1,0 +1,130 @@
+"""An ExecutionBackend whose jobs do what the test says, so the job service's scheduling is tested in
+milliseconds and without TensorFlow.
+
+    backend = ScriptedBackend(slots=1)
+    service = JobService(settings, session_factory, backend)
+    service.start(dispatch=False)
+    job_id = service.submit(user_id, model_id, options)
+    service.dispatch_once()                      # the job starts: backend.started == [job_id]
+    backend.progress(job_id, "convert_tflite")
+    backend.finish(job_id, tflite_result(backend.arguments[job_id]))
+    service.dispatch_once()                      # the service hears both, in order
+
+Each call queues what a real worker would report; `poll` plays the queue back in order.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from converter.formats import ModelFormat, Quantization, Target
+from converter.isolation import how_it_died
+from converter.result import PASSED, Artifact, ArtifactCheck, ConversionResult, OutputCheck
+from converter.summary import TensorSpec
+from jobs.backend import BackendEvent, ExecutionBackend
+
+
+class ScriptedBackend(ExecutionBackend):
+    """Runs nothing: records the jobs the service starts and reports what the test scripts for them."""
+
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots  # how many jobs may run at once; a test may change it at any time
+        self.started: list[int] = []  # job ids, in the order the service started them
+        self.arguments: dict[int, dict[str, Any]] = {}  # job id -> its convert_in_process arguments
+        self.killed: dict[int, str] = {}  # job id -> the reason the service gave
+        self.running: set[int] = set()  # started, and their end not yet polled
+        self.is_started = False
+        self._script: list[BackendEvent] = []
+
+    # -- what the service calls
+
+    def start(self) -> None:
+        self.is_started = True
+
+    def stop(self) -> None:
+        self.is_started = False
+
+    def free_slots(self) -> int:
+        return max(0, self.slots - len(self.running))
+
+    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
+        # The real pool cannot start more jobs than it has idle workers, nor one job twice.
+        assert self.is_started, "a job was started on a backend that is not started"
+        assert self.free_slots() > 0, f"job {job_id} was started with no free slot"
+        assert job_id not in self.running, f"job {job_id} was started while it runs"
+        self.started.append(job_id)
+        self.arguments[job_id] = kwargs
+        self.running.add(job_id)
+
+    def kill(self, job_id: int, reason: str) -> None:
+        if job_id in self.running:  # as the pool does: the killed job's `failed` event follows
+            self.killed[job_id] = reason
+            self._report(BackendEvent(job_id, "failed", message=reason))
+
+    def poll(self, timeout: float) -> list[BackendEvent]:
+        """Everything scripted since the last poll; never waits, since nothing else can happen."""
+        events, self._script = self._script, []
+        for event in events:
+            if event.kind in ("done", "failed"):
+                self.running.discard(event.job_id)
+        return events
+
+    # -- what the test scripts
+
+    def progress(self, job_id: int, stage: str) -> None:
+        """The job reached a converter stage (a raw stage name: "convert_tflite", "validate", ...)."""
+        self._report(BackendEvent(job_id, "progress", stage=stage))
+
+    def artifact(self, job_id: int, artifact: Artifact, check: ArtifactCheck | None) -> None:
+        """One file of the job is written and checked, ready to send."""
+        self._report(BackendEvent(job_id, "artifact", result=(artifact, check)))
+
+    def finish(self, job_id: int, result: ConversionResult) -> None:
+        self._report(BackendEvent(job_id, "done", result=result))
+
+    def fail(self, job_id: int, message: str, log: str = "") -> None:
+        """The conversion raised: `message` is what the user is told."""
+        self._report(BackendEvent(job_id, "failed", message=message, log=log))
+
+    def lose(self, job_id: int) -> None:
+        """The job's worker died under it (killed by the kernel), as the pool reports that."""
+        self._report(BackendEvent(job_id, "failed", message=f"the converter {how_it_died(-signal.SIGKILL)}"))
+
+    def _report(self, event: BackendEvent) -> None:
+        assert event.job_id in self.running, f"job {event.job_id} is not running: it cannot report {event.kind}"
+        self._script.append(event)
+
+
+def tflite_artifact(arguments: dict[str, Any]) -> tuple[Artifact, ArtifactCheck]:
+    """A small `.tflite` file written where the job's artifacts go, and a passed check for it."""
+    out_dir: Path = arguments["out_dir"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{arguments['stem']}.tflite"
+    path.write_bytes(b"TFL3 scripted model")  # not a runnable model: no test here runs it
+    artifact = Artifact.from_path(Target.TFLITE, path, Quantization.NONE)
+    check = ArtifactCheck(
+        Target.TFLITE,
+        Quantization.NONE,
+        PASSED,
+        "the outputs match the source model",
+        1e-5,
+        outputs=(OutputCheck("logits", 1e-7, 1e-7, True),),
+    )
+    return artifact, check
+
+
+def tflite_result(arguments: dict[str, Any]) -> ConversionResult:
+    """A conversion that produced one checked `.tflite` file, as convert_in_process returns it."""
+    artifact, check = tflite_artifact(arguments)
+    return ConversionResult(
+        source=str(arguments["model_path"]),
+        format=ModelFormat.FROZEN_GRAPH,
+        inputs=(TensorSpec("image", "float32", (1, 4)),),
+        outputs=(TensorSpec("logits", "float32", (1, 2)),),
+        artifacts=(artifact,),
+        timings={"convert_tflite": 0.01, "validate": 0.01},
+        versions={"tensorflow": "scripted"},
+        validation=(check,),
+    )
