@@ -111,7 +111,7 @@ def test_jobs_run_fairly_are_recorded_and_cached(
     assert events.kinds(second)[:2] == ["queued", "stage"]
     stages = [e.stage for _, e in events.events if e.job_id == second and e.kind == "stage"]
     # Each file is checked as soon as it is written (and sent then: the artifact events).
-    assert stages == ["loading", "converting TFLite", "validating", "converting TF.js", "validating"]
+    assert stages == ["loading", "load_tensorflow", "convert_tflite", "validate", "convert_tfjs", "validate"]
     assert [e.artifact["kind"] for _, e in events.events if e.job_id == second and e.kind == "artifact"] == [
         "tflite",
         "tfjs",
