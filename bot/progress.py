@@ -20,12 +20,11 @@ from bot.views import cancel_keyboard, caption_text, report_text
 from converter.archive import zip_folder
 from converter.units import format_size
 from db.models import Artifact, Job
-from jobs.service import JobEvent
+from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, Stage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 EDIT_INTERVAL_SECONDS = 1.5  # Telegram limits edits; stages can follow each other within milliseconds
-FINAL_EVENTS = ("succeeded", "failed", "cancelled")
 NETWORK_ATTEMPTS = 4
 
 
@@ -69,7 +68,7 @@ class ProgressReporter:
         lock = self.job_locks.setdefault(event.job_id, asyncio.Lock())
         async with lock:
             await self._report(event)
-        if event.kind in FINAL_EVENTS:
+        if event.kind in FINAL_KINDS:
             self.job_locks.pop(event.job_id, None)
             self.services.sent_early.pop(event.job_id, None)
 
@@ -79,31 +78,27 @@ class ProgressReporter:
             if chat_id is None:
                 return  # a CLI user: no chat
             texts = texts_for(language)
-            if event.kind == "stage":
+            if event.kind == EventKind.STAGE and isinstance(event.stage, Stage):
                 if time.monotonic() - self.last_edit.get(event.job_id, 0.0) < EDIT_INTERVAL_SECONDS:
                     return
-                stage = texts.stages.get(event.stage, event.stage)
+                stage = texts.stages[event.stage]
                 await self._status(event.job_id, chat_id, texts.stage.format(job_id=event.job_id, stage=stage), texts)
-            elif event.kind == "artifact" and event.artifact is not None:
+            elif event.kind == EventKind.ARTIFACT and event.artifact is not None:
                 await self._send_early(event.job_id, chat_id, texts, event.artifact)
-            elif event.kind == "succeeded":  # with a message: some targets were withheld (partial)
+            elif event.kind == EventKind.SUCCEEDED:  # with a message: some targets were withheld (partial)
                 done = texts.partial.format(job_id=event.job_id, reason=event.message) if event.message else None
                 await self._status(
                     event.job_id, chat_id, done or texts.succeeded.format(job_id=event.job_id), texts, final=True
                 )
                 await send_results(self.application, self.services, event.job_id, chat_id, texts)
-            elif event.kind == "failed":
-                view = await asyncio.to_thread(self.services.jobs.status, event.job_id)
-                reason = view.error_message if view else event.message
-                text = texts.failed.format(job_id=event.job_id, reason=reason)
-                if "interrupted twice" in reason:
-                    text = texts.interrupted_failed.format(job_id=event.job_id)
+            elif event.kind == EventKind.FAILED:
+                text = texts.failed.format(job_id=event.job_id, reason=failure_reason(texts, event))
                 await self._status(event.job_id, chat_id, text, texts, final=True)
-            elif event.kind == "cancelled":
+            elif event.kind == EventKind.CANCELLED:
                 await self._status(
                     event.job_id, chat_id, texts.cancelled.format(job_id=event.job_id), texts, final=True
                 )
-            elif event.kind == "interrupted":
+            elif event.kind == EventKind.INTERRUPTED:
                 self.services.status_messages.pop(event.job_id, None)
                 await self._status(event.job_id, chat_id, texts.interrupted.format(job_id=event.job_id), texts)
         except Exception:  # one chat's trouble must not stop the others' progress
@@ -152,6 +147,12 @@ class ProgressReporter:
                 log.warning("could not edit the status of job %s: %s", job_id, error)
         sent = await with_network_retries(lambda: bot.send_message(chat_id, text, reply_markup=keyboard))
         self.services.status_messages[job_id] = (chat_id, sent.message_id)
+
+
+def failure_reason(texts: Texts, event: JobEvent) -> str:
+    """Why a job failed, in the user's language; the converter's own message (English) as it is."""
+    reason = event.reason or FailureReason.CONVERSION_ERROR
+    return texts.reasons[reason].format(message=event.message, **event.reason_args)
 
 
 async def send_results(

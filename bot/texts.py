@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobs.events import FailureReason, Stage
+
 
 @dataclass(frozen=True)
 class Texts:
@@ -45,14 +47,14 @@ class Texts:
     quota_reached: str
     queued: str
     stage: str
-    stages: dict[str, str]
+    stages: dict[Stage, str]  # every converter stage, by its id
     sending: str
     succeeded: str
     partial: str
     failed: str
     cancelled: str
     interrupted: str
-    interrupted_failed: str
+    reasons: dict[FailureReason, str]  # for failed: why, with the figures a JobEvent's reason_args name
     nothing_to_cancel: str
     cancelled_dialogue: str
     job_not_found: str
@@ -130,11 +132,15 @@ EN = Texts(
     queued="Job #{job_id} queued (position {position}).",
     stage="Job #{job_id}: {stage}…",
     stages={
-        "queued": "queued",
-        "loading": "loading the model",
-        "converting TFLite": "converting to TFLite",
-        "converting TF.js": "converting to TF.js",
-        "validating": "checking the results",
+        Stage.LOADING: "loading the model",
+        Stage.LOAD_TENSORFLOW: "loading the model into TensorFlow",
+        Stage.LOAD: "loading the model into TensorFlow",
+        Stage.CONVERT_TFLITE: "converting to TFLite",
+        Stage.VALIDATE: "checking the results",
+        Stage.CONVERT_TFJS: "converting to TF.js",
+        Stage.CONVERT_TFJS_LAYERS: "converting to a TF.js layers model",
+        Stage.WRITE_PB: "writing the frozen graph",
+        Stage.WRITE_SAVED_MODEL: "writing the SavedModel",
     },
     sending="Job #{job_id}: sending {name}…",
     succeeded="Job #{job_id} done.",
@@ -142,7 +148,14 @@ EN = Texts(
     failed="Job #{job_id} failed: {reason}",
     cancelled="Job #{job_id} cancelled.",
     interrupted="Job #{job_id} was interrupted by a restart; it is queued again and will run shortly.",
-    interrupted_failed="Job #{job_id} was interrupted twice by restarts and has failed; send the model again.",
+    reasons={
+        FailureReason.CONVERSION_ERROR: "{message}",
+        FailureReason.TIMEOUT: "the conversion took longer than {seconds:g} s and was stopped",
+        FailureReason.MEMORY: "the conversion used more than {mb} MB of memory and was stopped",
+        FailureReason.CRASH: "the converter crashed ({cause})",
+        FailureReason.INTERRUPTED_TWICE: "it was interrupted twice by restarts; send the model again.",
+        FailureReason.CANCELLED: "cancelled",
+    },
     nothing_to_cancel="Nothing to cancel.",
     cancelled_dialogue="Cancelled.",
     job_not_found="Job {job} not found.",
@@ -226,11 +239,15 @@ ZH = Texts(
     queued="任务 #{job_id} 已排队（第 {position} 位），状态：queued。",
     stage="任务 #{job_id}：{stage}…",
     stages={
-        "queued": "排队中（queued）",
-        "loading": "加载模型",
-        "converting TFLite": "转换为 TFLite",
-        "converting TF.js": "转换为 TF.js",
-        "validating": "核对结果",
+        Stage.LOADING: "加载模型",
+        Stage.LOAD_TENSORFLOW: "将模型载入 TensorFlow",
+        Stage.LOAD: "将模型载入 TensorFlow",
+        Stage.CONVERT_TFLITE: "转换为 TFLite",
+        Stage.VALIDATE: "核对结果",
+        Stage.CONVERT_TFJS: "转换为 TF.js",
+        Stage.CONVERT_TFJS_LAYERS: "转换为 TF.js 层模型",
+        Stage.WRITE_PB: "写出冻结图",
+        Stage.WRITE_SAVED_MODEL: "写出 SavedModel",
     },
     sending="任务 #{job_id}：正在发送 {name}…",
     succeeded="任务 #{job_id} 完成，状态：succeeded。",
@@ -238,7 +255,14 @@ ZH = Texts(
     failed="任务 #{job_id} 失败（failed）：{reason}",
     cancelled="任务 #{job_id} 已取消，状态：cancelled。",
     interrupted="任务 #{job_id} 因重启被中断（interrupted），已重新排队，很快会运行。",
-    interrupted_failed="任务 #{job_id} 两次因重启被中断，已失败（failed）；请重新发送模型。",
+    reasons={
+        FailureReason.CONVERSION_ERROR: "{message}",
+        FailureReason.TIMEOUT: "转换耗时超过 {seconds:g} 秒，已被停止",
+        FailureReason.MEMORY: "转换占用内存超过 {mb} MB，已被停止",
+        FailureReason.CRASH: "转换程序崩溃（{cause}）",
+        FailureReason.INTERRUPTED_TWICE: "两次因重启被中断；请重新发送模型。",
+        FailureReason.CANCELLED: "已取消",
+    },
     nothing_to_cancel="没有可取消的内容。",
     cancelled_dialogue="已取消。",
     job_not_found="未找到任务 {job}。",

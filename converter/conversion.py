@@ -300,6 +300,20 @@ class Delivery:
             self.on_artifact(artifact, check)
 
 
+# Every stage id a conversion reports through StageClock, for readers that name each stage to users.
+STAGES = (
+    "loading",
+    "load_tensorflow",
+    "load",
+    "convert_tflite",
+    "validate",
+    "convert_tfjs",
+    "convert_tfjs_layers",
+    "write_pb",
+    "write_saved_model",
+)
+
+
 class StageClock:
     """Times each stage of a conversion and reports each as it starts (for progress messages)."""
 

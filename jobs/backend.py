@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from converter.isolation import how_it_died
+from jobs.events import FailureReason
 from jobs.worker import worker_main
 
 _CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that may hold TensorFlow
@@ -28,8 +31,10 @@ class BackendEvent:
     kind: str  # progress | artifact | done | failed
     stage: str = ""
     result: Any = None  # the ConversionResult, for done; (Artifact, ArtifactCheck | None) for artifact
-    message: str = ""
+    message: str = ""  # for failed: why, in English
     log: str = ""
+    reason: FailureReason = FailureReason.CONVERSION_ERROR  # for failed
+    reason_args: Mapping[str, str | int | float] = field(default_factory=dict)  # the figures `reason` names
 
 
 class ExecutionBackend(ABC):
@@ -50,7 +55,7 @@ class ExecutionBackend(ABC):
         """Begin `convert_in_process(**kwargs)` for `job_id`."""
 
     @abstractmethod
-    def kill(self, job_id: int, reason: str) -> None:
+    def kill(self, job_id: int, reason: FailureReason) -> None:
         """Stop a running job; a `failed` event with `reason` follows."""
 
     @abstractmethod
@@ -65,7 +70,7 @@ class _Worker:
     ready: bool = False
     job_id: int | None = None
     job_started: float = 0.0
-    kill_reason: str = ""
+    kill_reason: FailureReason | None = None  # None: it died on its own
     spawned: float = field(default_factory=time.monotonic)
 
 
@@ -118,10 +123,10 @@ class LocalWorkerPool(ExecutionBackend):
     def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
         with self._lock:
             worker = next(w for w in self.workers if w.ready and w.job_id is None)
-            worker.job_id, worker.job_started, worker.kill_reason = job_id, time.monotonic(), ""
+            worker.job_id, worker.job_started, worker.kill_reason = job_id, time.monotonic(), None
             worker.conn.send(("job", job_id, kwargs))
 
-    def kill(self, job_id: int, reason: str) -> None:
+    def kill(self, job_id: int, reason: FailureReason) -> None:
         with self._lock:
             for worker in self.workers:
                 if worker.job_id == job_id and worker.process.is_alive():
@@ -178,12 +183,10 @@ class LocalWorkerPool(ExecutionBackend):
             if worker.job_id is None or not worker.process.is_alive():
                 continue
             if now - worker.job_started > self.timeout_seconds:
-                worker.kill_reason = f"the conversion took longer than {self.timeout_seconds:g} s and was stopped"
+                worker.kill_reason = FailureReason.TIMEOUT
                 worker.process.kill()
             elif _resident_bytes(worker.process.pid) > self.memory_bytes:
-                worker.kill_reason = (
-                    f"the conversion used more than {self.memory_bytes // (1024 * 1024)} MB of memory and was stopped"
-                )
+                worker.kill_reason = FailureReason.MEMORY
                 worker.process.kill()
 
     def _replace_dead(self) -> list[BackendEvent]:
@@ -193,11 +196,32 @@ class LocalWorkerPool(ExecutionBackend):
                 continue
             worker.process.join()
             if worker.job_id is not None:
-                reason = worker.kill_reason or f"the converter {how_it_died(worker.process.exitcode)}"
-                events.append(BackendEvent(worker.job_id, "failed", message=reason))
+                events.append(self._death(worker.job_id, worker.kill_reason, worker.process.exitcode))
             worker.conn.close()
             self.workers[index] = self._spawn()
         return events
+
+    def _death(self, job_id: int, kill_reason: FailureReason | None, exitcode: int | None) -> BackendEvent:
+        """The failed event of a job whose worker died: killed by this pool for `kill_reason`, or crashed."""
+        seconds, mb = self.timeout_seconds, self.memory_bytes // (1024 * 1024)
+        args: dict[str, str | int | float]
+        if kill_reason is FailureReason.TIMEOUT:
+            message, args = f"the conversion took longer than {seconds:g} s and was stopped", {"seconds": seconds}
+        elif kill_reason is FailureReason.MEMORY:
+            message, args = f"the conversion used more than {mb} MB of memory and was stopped", {"mb": mb}
+        elif kill_reason is not None:
+            message, args = str(kill_reason), {}
+        else:
+            kill_reason = FailureReason.CRASH
+            message, args = f"the converter {how_it_died(exitcode)}", {"cause": _exit_cause(exitcode)}
+        return BackendEvent(job_id, "failed", message=message, reason=kill_reason, reason_args=args)
+
+
+def _exit_cause(exitcode: int | None) -> str:
+    """'SIGABRT' for a process a signal ended, 'exit code 3' for one that exited."""
+    if exitcode is not None and exitcode < 0:
+        return signal.Signals(-exitcode).name
+    return f"exit code {exitcode}"
 
 
 def _resident_bytes(pid: int | None) -> int:

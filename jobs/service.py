@@ -14,7 +14,7 @@ import logging
 import queue
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,34 +29,12 @@ from converter.result import Artifact, ArtifactCheck, check_to_dict
 from db.models import Job, JobStatus, UploadedModel, utcnow
 from jobs import records
 from jobs.backend import BackendEvent, ExecutionBackend, LocalWorkerPool
+from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, JobPhase, Stage, stored_stage
 from jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# What a user sees for each stage the converter reports.
-STAGE_NAMES = {
-    "loading": "loading",
-    "load_tensorflow": "loading",
-    "load": "loading",
-    "convert_tflite": "converting TFLite",
-    "convert_tfjs": "converting TF.js",
-    "convert_tfjs_layers": "converting TF.js",
-    "validate": "validating",
-}
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """A change a user may want to hear about."""
-
-    job_id: int
-    user_id: int
-    kind: str  # queued | stage | artifact | succeeded | failed | cancelled | interrupted
-    stage: str = ""
-    position: int = 0  # place in the queue, for queued
-    message: str = ""
-    cached: bool = False
-    artifact: dict[str, Any] | None = None  # for artifact: a file ready to send before the job ends (ready_file)
+__all__ = ["JobEvent", "JobService", "JobView", "ready_file"]  # JobEvent re-exported for its readers
 
 
 def ready_file(artifact: Artifact, check: ArtifactCheck | None) -> dict[str, Any]:
@@ -148,10 +126,14 @@ class JobService:
             cached = records.find_cached_job(session, key) if self.reuse_results else None
             if cached is not None:
                 records.copy_cached_result(session, job, cached)
-                event = JobEvent(job.id, user_id, "succeeded", stage="done", cached=True)
+                event = JobEvent(job.id, user_id, EventKind.SUCCEEDED, stage=JobPhase.DONE, cached=True)
             else:
                 event = JobEvent(
-                    job.id, user_id, "queued", stage="queued", position=records.queue_position(session, job)
+                    job.id,
+                    user_id,
+                    EventKind.QUEUED,
+                    stage=JobPhase.QUEUED,
+                    position=records.queue_position(session, job),
                 )
             session.commit()
         self._emit(event)
@@ -182,9 +164,9 @@ class JobService:
             if job is None or (user_id is not None and job.user_id != user_id) or JobStatus(job.status).finished:
                 return False
             was_running = job.status == JobStatus.RUNNING.value
-            job.status, job.stage, job.finished_at = JobStatus.CANCELLED.value, "cancelled", utcnow()
+            job.status, job.stage, job.finished_at = JobStatus.CANCELLED.value, JobPhase.CANCELLED.value, utcnow()
             session.commit()
-            event = JobEvent(job.id, job.user_id, "cancelled", stage="cancelled")
+            event = JobEvent(job.id, job.user_id, EventKind.CANCELLED, stage=JobPhase.CANCELLED)
         if was_running:
             self._cancel_requests.put(job_id)
         self._wake.set()
@@ -196,7 +178,7 @@ class JobService:
         done = threading.Event()
 
         def watch(event: JobEvent) -> None:
-            if event.job_id == job_id and event.kind in ("succeeded", "failed", "cancelled"):
+            if event.job_id == job_id and event.kind in FINAL_KINDS:
                 done.set()
 
         self.subscribe(watch)
@@ -216,11 +198,12 @@ class JobService:
     def _emit(self, event: JobEvent) -> None:
         # key=value pairs so operators can grep by job and user; never file contents or secrets.
         log.info(
-            "job=%d user=%d event=%s stage=%s%s",
+            "job=%d user=%d event=%s stage=%s%s%s",
             event.job_id,
             event.user_id,
             event.kind,
             event.stage or "-",
+            f" reason={event.reason}" if event.reason else "",
             f" message={event.message!r}" if event.message else "",
         )
         for callback in list(self._subscribers):
@@ -236,11 +219,11 @@ class JobService:
             for job in session.scalars(select(Job).where(Job.status == JobStatus.RUNNING.value)):
                 if job.interruptions >= 1:
                     records.finish_failed(job, "the job was interrupted twice by restarts; send the model again")
-                    events.append(JobEvent(job.id, job.user_id, "failed", message=job.error_message))
+                    events.append(self._failed(job, FailureReason.INTERRUPTED_TWICE))
                 else:
                     job.interruptions += 1
-                    job.status, job.stage, job.started_at = JobStatus.INTERRUPTED.value, "queued", None
-                    events.append(JobEvent(job.id, job.user_id, "interrupted", stage="queued"))
+                    job.status, job.stage, job.started_at = JobStatus.INTERRUPTED.value, JobPhase.QUEUED.value, None
+                    events.append(JobEvent(job.id, job.user_id, EventKind.INTERRUPTED, stage=JobPhase.QUEUED))
                 log.warning("job %s was running at shutdown: %s", job.id, job.status)
             session.commit()
         for event in events:
@@ -268,7 +251,7 @@ class JobService:
                 job_id = self._cancel_requests.get_nowait()
             except queue.Empty:
                 return
-            self.backend.kill(job_id, "cancelled")
+            self.backend.kill(job_id, FailureReason.CANCELLED)
 
     def _start_waiting_jobs(self) -> None:
         if self.backend.free_slots() == 0:
@@ -282,12 +265,12 @@ class JobService:
                 if job.user_id in busy_users:
                     continue  # one running job per user; the rest wait in order
                 busy_users.add(job.user_id)
-                job.status, job.stage, job.started_at = JobStatus.RUNNING.value, "loading", utcnow()
+                job.status, job.stage, job.started_at = JobStatus.RUNNING.value, Stage.LOADING.value, utcnow()
                 started.append((job.id, job.user_id, self._job_arguments(job)))
             session.commit()
         for job_id, user_id, kwargs in started:
             self.backend.start_job(job_id, kwargs)
-            self._emit(JobEvent(job_id, user_id, "stage", stage="loading"))
+            self._emit(JobEvent(job_id, user_id, EventKind.STAGE, stage=Stage.LOADING))
 
     def _job_arguments(self, job: Job) -> dict[str, Any]:
         return {
@@ -304,25 +287,48 @@ class JobService:
             if job is None or job.status != JobStatus.RUNNING.value:
                 return  # cancelled meanwhile: its kill or late result changes nothing
             if event.kind == "progress":
-                stage = STAGE_NAMES.get(event.stage, event.stage)
+                stage = Stage(event.stage)  # the job's stage column stores the converter's stage id
                 if stage == job.stage:
                     return
-                job.stage = stage
-                out = JobEvent(job.id, job.user_id, "stage", stage=stage)
+                job.stage = stage.value
+                out = JobEvent(job.id, job.user_id, EventKind.STAGE, stage=stage)
             elif event.kind == "artifact":
                 artifact, check = event.result
-                out = JobEvent(job.id, job.user_id, "artifact", stage=job.stage, artifact=ready_file(artifact, check))
+                out = JobEvent(
+                    job.id,
+                    job.user_id,
+                    EventKind.ARTIFACT,
+                    stage=stored_stage(job.stage),
+                    artifact=ready_file(artifact, check),
+                )
             elif event.kind == "done":
                 retention = timedelta(hours=self.settings.retention_hours)
                 records.record_result(session, job, event.result, retention)
                 if job.status == JobStatus.FAILED.value:  # no artifact ran: nothing to deliver
-                    out = JobEvent(job.id, job.user_id, "failed", stage="failed", message=job.error_message)
+                    out = self._failed(job, FailureReason.CONVERSION_ERROR)
                 else:  # partial: the message names the targets withheld
-                    out = JobEvent(job.id, job.user_id, "succeeded", stage="done", message=job.error_message)
+                    out = JobEvent(
+                        job.id, job.user_id, EventKind.SUCCEEDED, stage=JobPhase.DONE, message=job.error_message
+                    )
             else:
                 records.finish_failed(job, event.message, event.log)
-                out = JobEvent(job.id, job.user_id, "failed", stage="failed", message=event.message)
+                out = self._failed(job, event.reason, event.reason_args)
             session.commit()
         if event.kind in ("done", "failed"):
             shutil.rmtree(self.settings.tmp_dir / f"job-{event.job_id}", ignore_errors=True)
         self._emit(out)
+
+    @staticmethod
+    def _failed(
+        job: Job, reason: FailureReason, reason_args: Mapping[str, str | int | float] | None = None
+    ) -> JobEvent:
+        """The event of a job just recorded as failed."""
+        return JobEvent(
+            job.id,
+            job.user_id,
+            EventKind.FAILED,
+            stage=JobPhase.FAILED,
+            message=job.error_message,
+            reason=reason,
+            reason_args=reason_args or {},
+        )

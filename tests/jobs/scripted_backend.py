@@ -24,6 +24,7 @@ from converter.isolation import how_it_died
 from converter.result import PASSED, Artifact, ArtifactCheck, ConversionResult, OutputCheck
 from converter.summary import TensorSpec
 from jobs.backend import BackendEvent, ExecutionBackend
+from jobs.events import FailureReason
 
 
 class ScriptedBackend(ExecutionBackend):
@@ -58,10 +59,10 @@ class ScriptedBackend(ExecutionBackend):
         self.arguments[job_id] = kwargs
         self.running.add(job_id)
 
-    def kill(self, job_id: int, reason: str) -> None:
+    def kill(self, job_id: int, reason: FailureReason) -> None:
         if job_id in self.running:  # as the pool does: the killed job's `failed` event follows
             self.killed[job_id] = reason
-            self._report(BackendEvent(job_id, "failed", message=reason))
+            self._report(BackendEvent(job_id, "failed", message=str(reason), reason=reason))
 
     def poll(self, timeout: float) -> list[BackendEvent]:
         """Everything scripted since the last poll; never waits, since nothing else can happen."""
@@ -90,7 +91,12 @@ class ScriptedBackend(ExecutionBackend):
 
     def lose(self, job_id: int) -> None:
         """The job's worker died under it (killed by the kernel), as the pool reports that."""
-        self._report(BackendEvent(job_id, "failed", message=f"the converter {how_it_died(-signal.SIGKILL)}"))
+        message = f"the converter {how_it_died(-signal.SIGKILL)}"
+        self._report(
+            BackendEvent(
+                job_id, "failed", message=message, reason=FailureReason.CRASH, reason_args={"cause": "SIGKILL"}
+            )
+        )
 
     def _report(self, event: BackendEvent) -> None:
         assert event.job_id in self.running, f"job {event.job_id} is not running: it cannot report {event.kind}"

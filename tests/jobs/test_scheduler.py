@@ -17,6 +17,7 @@ from converter.formats import Target
 from converter.options import ConversionOptions
 from db.models import Job, JobStatus
 from jobs import records
+from jobs.events import FailureReason
 from jobs.service import JobEvent, JobService
 from jobs.settings import Settings, load_settings
 from tests.jobs.scripted_backend import ScriptedBackend, tflite_artifact, tflite_result
@@ -122,9 +123,9 @@ def test_jobs_start_in_creation_order_with_one_running_job_per_user(scheduler: A
     assert [(e.kind, e.stage) for e in jobs.of(ann_first)] == [
         ("queued", "queued"),
         ("stage", "loading"),
-        ("stage", "converting TFLite"),
-        ("artifact", "converting TFLite"),
-        ("stage", "validating"),
+        ("stage", "convert_tflite"),
+        ("artifact", "convert_tflite"),
+        ("stage", "validate"),
         ("succeeded", "done"),
     ]
     artifact = next(e.artifact for e in jobs.of(ann_first) if e.artifact is not None)
@@ -225,7 +226,8 @@ def test_a_job_interrupted_twice_fails_with_the_reason(
     third = scheduler(slots=1)
     third.dispatch()
     reason = "the job was interrupted twice by restarts; send the model again"
-    assert third.of(job_id) == [JobEvent(job_id, user, "failed", message=reason)]
+    (failed,) = third.of(job_id)
+    assert (failed.kind, failed.message, failed.reason) == ("failed", reason, FailureReason.INTERRUPTED_TWICE)
     assert third.backend.started == []  # not run a third time
     with session_factory() as session:
         job = session.get(Job, job_id)
@@ -266,7 +268,9 @@ def test_a_failed_job_tells_its_user_why_and_the_next_job_runs(scheduler: Any, u
     message = "the model uses the op Foo, which TFLite has no kernel for: convert with --flex"
     jobs.backend.fail(failing, message, log="Traceback: ...")
     jobs.dispatch()
-    assert jobs.of(failing)[-1] == JobEvent(failing, user, "failed", stage="failed", message=message)
+    assert jobs.of(failing)[-1] == JobEvent(
+        failing, user, "failed", stage="failed", message=message, reason=FailureReason.CONVERSION_ERROR
+    )
     view = jobs.service.status(failing)
     assert view is not None and view.status == "failed" and view.error_message == message
 

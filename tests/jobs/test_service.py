@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.progress import failure_reason
+from bot.texts import ZH
 from converter import ConversionOptions, Target
 from converter.inspection import inspect
 from db.models import Job, JobStatus
 from jobs import records
+from jobs.events import FailureReason
 from jobs.service import JobEvent, JobService
 from jobs.settings import Settings, load_settings
 
@@ -112,7 +115,7 @@ def test_jobs_run_fairly_are_recorded_and_cached(
     assert events.kinds(second)[:2] == ["queued", "stage"]
     stages = [e.stage for _, e in events.events if e.job_id == second and e.kind == "stage"]
     # Each file is checked as soon as it is written (and sent then: the artifact events).
-    assert stages == ["loading", "converting TFLite", "validating", "converting TF.js", "validating"]
+    assert stages == ["loading", "load_tensorflow", "convert_tflite", "validate", "convert_tfjs", "validate"]
     assert [e.artifact["kind"] for _, e in events.events if e.job_id == second and e.kind == "artifact"] == [
         "tflite",
         "tfjs",
@@ -150,7 +153,7 @@ def test_a_crash_a_timeout_a_memory_blow_up_and_a_cancel_fail_only_their_job(
     monkeypatch.setenv("CONVBOT_TEST_HOOK", "")
     service, events, settings = service_factory(workers=1, job_timeout_seconds=45, job_memory_mb=3000)
     user, good = upload(session_factory, settings, multihead_graph.path, "pose.pb", 7)
-    outcomes = {}
+    outcomes, in_chinese = {}, {}
     for hook, name in (("abort", "crash_me.pb"), ("hang", "slow_me.pb"), ("memory", "hog_me.pb")):
         monkeypatch.setenv("CONVBOT_TEST_HOOK", f"{hook}@{name}")
         service.backend.stop()  # new workers pick up the hook from the environment
@@ -159,9 +162,17 @@ def test_a_crash_a_timeout_a_memory_blow_up_and_a_cancel_fail_only_their_job(
         job_id = service.submit(user, bad, TFLITE_ONLY)
         events.wait_for(job_id, "failed")
         outcomes[hook] = service.status(job_id).error_message
+        failure = next(e for _, e in events.events if e.job_id == job_id and e.kind == "failed")
+        in_chinese[hook] = (failure.reason, failure_reason(ZH, failure))
     assert outcomes["abort"] == "the converter crashed (SIGABRT)"
     assert outcomes["hang"] == "the conversion took longer than 45 s and was stopped"
     assert outcomes["memory"] == "the conversion used more than 3000 MB of memory and was stopped"
+    # The bot tells a Chinese-speaking user by the reason's code, not by the English message.
+    assert in_chinese == {
+        "abort": (FailureReason.CRASH, "转换程序崩溃（SIGABRT）"),
+        "hang": (FailureReason.TIMEOUT, "转换耗时超过 45 秒，已被停止"),
+        "memory": (FailureReason.MEMORY, "转换占用内存超过 3000 MB，已被停止"),
+    }
 
     # Cancelling a running job kills its worker; the replacement runs the next job.
     monkeypatch.setenv("CONVBOT_TEST_HOOK", "hang@slow_me.pb")
