@@ -583,17 +583,23 @@ def write_multihead_graph(pb_path: PathLike) -> ModelFacts:
     )
 
 
+def _graph_with_float_input(name: str, shape: tuple[int, ...]) -> GraphDef:
+    """A GraphDef holding one float32 Placeholder `name` of `shape`, built from the protos (no TensorFlow)."""
+    from converter.protos import GraphDef
+
+    graph = GraphDef()
+    placeholder = graph.node.add(name=name, op="Placeholder")
+    placeholder.attr["dtype"].type = 1  # DT_FLOAT
+    for size in shape:
+        placeholder.attr["shape"].shape.dim.add().size = size
+    return graph
+
+
 def write_einsum_diagonal_graph(pb_path: PathLike) -> ModelFacts:
     """x (3, 3) -> Einsum "ii->i" -> "diag": TensorFlow and TFLite run it; TF.js 4.22 converts it but fails at
     execute ("duplicate axes ... not implemented"): a TF.js artifact that cannot run. Written as protos, no TF."""
-    from converter.protos import GraphDef
-
     pb = _prepare(pb_path)
-    graph = GraphDef()
-    x = graph.node.add(name="x", op="Placeholder")
-    x.attr["dtype"].type = 1  # DT_FLOAT
-    for size in (3, 3):
-        x.attr["shape"].shape.dim.add().size = size
+    graph = _graph_with_float_input("x", (3, 3))
     einsum = graph.node.add(name="diag", op="Einsum", input=["x"])
     einsum.attr["equation"].s = b"ii->i"
     einsum.attr["N"].i = 1
@@ -607,14 +613,8 @@ def write_einsum_diagonal_graph(pb_path: PathLike) -> ModelFacts:
 def write_lgamma_graph(pb_path: PathLike) -> ModelFacts:
     """x (1, 4) -> Lgamma -> "y": TFLite converts it (Select TF ops), tensorflowjs refuses it (TF.js has no
     Lgamma): one target converts, the other cannot. Written as protos, no TF."""
-    from converter.protos import GraphDef
-
     pb = _prepare(pb_path)
-    graph = GraphDef()
-    x = graph.node.add(name="x", op="Placeholder")
-    x.attr["dtype"].type = 1  # DT_FLOAT
-    for size in (1, 4):
-        x.attr["shape"].shape.dim.add().size = size
+    graph = _graph_with_float_input("x", (1, 4))
     graph.node.add(name="y", op="Lgamma", input=["x"]).attr["T"].type = 1
     pb.write_bytes(graph.SerializeToString())
     return ModelFacts(path=pb, kind="frozen_pb", inputs=("x",), outputs=("y",), input_shapes={"x": (1, 4)})
