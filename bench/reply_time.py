@@ -93,16 +93,6 @@ def bare_conversion(model: Path, work: Path, runs: int) -> float:
     return statistics.median(times[1:])
 
 
-def seconds_of(timings: str, keep: Callable[[str], bool]) -> float:
-    total = 0.0
-    for part in timings.split(", "):
-        name, _, value = part.rpartition(" ")
-        stage = name.rsplit(" ", 1)[0] if value == "s" else name
-        number = float(value if value != "s" else name.rsplit(" ", 1)[1])
-        total += number if keep(stage) else 0.0
-    return total
-
-
 def bot_run(fake: Any, who: Any, model: Path, name: str) -> BotRun:
     """One upload with the caption command, timed by the chat: until the summary, until the second file."""
     since = fake.mark()
