@@ -3,32 +3,30 @@ TensorFlow fails that conversion only, and a timeout can kill it."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
 import tempfile
-import time
-import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from converter.archive import ArchiveLimits
-from converter.errors import ConvbotError, ConversionTimeout, ConverterCrash
-from converter.machine_independence import use_machine_independent_tensorflow
+from converter.child_process import (
+    CONTEXT,
+    decode_error,
+    encode_error,
+    how_it_died,
+    prepare_child,
+    run_test_hook,
+    timeout_message,
+)
+from converter.errors import ConversionTimeout, ConverterCrash
 from converter.options import DEFAULT_TIMEOUT_SECONDS, ConversionOptions
 from converter.result import ConversionResult
 
-# Spawn, not fork: a forked child of a process that has loaded TensorFlow can deadlock.
-_CONTEXT = multiprocessing.get_context("spawn")
+__all__ = ["convert", "convert_variants", "how_it_died", "run_test_hook"]  # the last two moved to child_process
 
 
 def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None:
-    # TensorFlow's C++ logs go to file descriptor 2; keep them for the result's log.
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log_fd, 2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    use_machine_independent_tensorflow()
+    prepare_child(log_path)
     from converter.conversion import convert_in_process
 
     try:
@@ -37,36 +35,10 @@ def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None
             run_test_hook(args[0])
             results.append(convert_in_process(*args))
         conn.send(("ok", results))
-    except ConvbotError as error:
-        conn.send(("error", type(error).__name__, error.message, error.log))
     except Exception as error:
-        conn.send(("error", "ConversionError", f"conversion failed: {error}", traceback.format_exc()))
+        conn.send(("error", encode_error(error)))
     finally:
         conn.close()
-
-
-def run_test_hook(model_path: Path) -> None:
-    """Let tests make a conversion die the ways TensorFlow can: abort, hang, be killed, eat memory.
-
-    CONVBOT_TEST_HOOK is an action ('abort', 'hang', 'kill', 'memory'), optionally '@text' to
-    act only on models whose path contains that text. Unset in production: does nothing.
-    """
-    hook = os.environ.get("CONVBOT_TEST_HOOK", "")
-    action, _, only = hook.partition("@")
-    if not action or (only and only not in str(model_path)):
-        return
-    if action == "abort":
-        os.abort()
-    elif action == "hang":
-        time.sleep(3600)
-    elif action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif action == "memory":
-        hog = bytearray(64 * 1024 * 1024)
-        hogs: list[bytes] = []
-        while True:  # touch real pages until something stops us
-            hogs.append(bytes(hog) + bytes([len(hogs) % 256]))
-            time.sleep(0.01)
 
 
 def convert(
@@ -103,8 +75,8 @@ def convert_variants(
             (Path(model_path), Path(out_dir), options, Path(tmp) / f"work{index}", limits, stem)
             for index, (options, stem) in enumerate(variants)
         ]
-        receiver, sender = _CONTEXT.Pipe(duplex=False)
-        process = _CONTEXT.Process(target=_child, args=(sender, str(log_path), jobs), daemon=True)
+        receiver, sender = CONTEXT.Pipe(duplex=False)
+        process = CONTEXT.Process(target=_child, args=(sender, str(log_path), jobs), daemon=True)
         process.start()
         sender.close()
         message = None
@@ -123,7 +95,7 @@ def convert_variants(
             receiver.close()
         log = log_path.read_text(errors="replace") if log_path.exists() else ""
         if timed_out:
-            raise ConversionTimeout(f"the conversion took longer than {timeout:g} s and was stopped", log)
+            raise ConversionTimeout(timeout_message(timeout), log)
         if message is None:
             raise ConverterCrash(
                 f"the converter {how_it_died(process.exitcode)}; the model may be damaged or too large", log
@@ -131,20 +103,4 @@ def convert_variants(
         if message[0] == "ok":
             results: list[ConversionResult] = message[1]
             return results
-        _, kind, text, error_log = message
-        raise _error_class(kind)(text, f"{error_log}\n{log}".strip())
-
-
-def how_it_died(exitcode: int | None) -> str:
-    """'crashed (SIGABRT)', 'was killed (out of memory?)', ... for a child's exit code."""
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        return "was killed (out of memory?)" if name == "SIGKILL" else f"crashed ({name})"
-    return f"exited unexpectedly (code {exitcode})"
-
-
-def _error_class(name: str) -> type[ConvbotError]:
-    from converter import errors
-
-    found = getattr(errors, name, None)
-    return found if isinstance(found, type) and issubclass(found, ConvbotError) else errors.ConversionError
+        raise decode_error(message[1], log)

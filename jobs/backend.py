@@ -4,8 +4,6 @@ worker processes on this machine, and a distributed backend can take its place l
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -16,11 +14,10 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from converter.isolation import how_it_died
+from converter.child_process import CONTEXT, decode_error, exit_cause, how_it_died, timeout_message
+from converter.errors import ConvbotError
 from jobs.events import FailureReason
 from jobs.worker import worker_main
-
-_CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that may hold TensorFlow
 
 
 @dataclass(frozen=True)
@@ -33,6 +30,7 @@ class BackendEvent:
     result: Any = None  # the ConversionResult, for done; (Artifact, ArtifactCheck | None) for artifact
     message: str = ""  # for failed: why, in English
     log: str = ""
+    error: ConvbotError | None = None  # for failed in the converter: its error, of the class it raised
     reason: FailureReason = FailureReason.CONVERSION_ERROR  # for failed
     reason_args: Mapping[str, str | int | float] = field(default_factory=dict)  # the figures `reason` names
 
@@ -96,8 +94,8 @@ class LocalWorkerPool(ExecutionBackend):
                 self.workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
-        parent, child = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(target=worker_main, args=(child, str(self.log_path)), daemon=True)
+        parent, child = CONTEXT.Pipe()
+        process = CONTEXT.Process(target=worker_main, args=(child, str(self.log_path)), daemon=True)
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -171,7 +169,8 @@ class LocalWorkerPool(ExecutionBackend):
                     events.append(BackendEvent(message[1], "done", result=message[2]))
                     worker.job_id = None
                 elif kind == "failed":
-                    events.append(BackendEvent(message[1], "failed", message=message[2], log=message[3]))
+                    error = decode_error(message[2])
+                    events.append(BackendEvent(message[1], "failed", message=error.message, log=error.log, error=error))
                     worker.job_id = None
         except (EOFError, OSError):
             pass  # the worker died; _replace_dead reports its job
@@ -206,22 +205,15 @@ class LocalWorkerPool(ExecutionBackend):
         seconds, mb = self.timeout_seconds, self.memory_bytes // (1024 * 1024)
         args: dict[str, str | int | float]
         if kill_reason is FailureReason.TIMEOUT:
-            message, args = f"the conversion took longer than {seconds:g} s and was stopped", {"seconds": seconds}
+            message, args = timeout_message(seconds), {"seconds": seconds}
         elif kill_reason is FailureReason.MEMORY:
             message, args = f"the conversion used more than {mb} MB of memory and was stopped", {"mb": mb}
         elif kill_reason is not None:
             message, args = str(kill_reason), {}
         else:
             kill_reason = FailureReason.CRASH
-            message, args = f"the converter {how_it_died(exitcode)}", {"cause": _exit_cause(exitcode)}
+            message, args = f"the converter {how_it_died(exitcode)}", {"cause": exit_cause(exitcode)}
         return BackendEvent(job_id, "failed", message=message, reason=kill_reason, reason_args=args)
-
-
-def _exit_cause(exitcode: int | None) -> str:
-    """'SIGABRT' for a process a signal ended, 'exit code 3' for one that exited."""
-    if exitcode is not None and exitcode < 0:
-        return signal.Signals(-exitcode).name
-    return f"exit code {exitcode}"
 
 
 def _resident_bytes(pid: int | None) -> int:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from converter.machine_independence import use_machine_independent_tensorflow
+from converter.child_process import encode_error, prepare_child, run_test_hook
 
 PR_SET_PDEATHSIG = 1
 
@@ -28,17 +27,13 @@ def _die_with_parent() -> None:
 
 
 def worker_main(conn: Connection, log_path: str) -> None:
-    """Serve ("job", job_id, kwargs) requests on `conn` until ("stop",) or the pipe closes."""
+    """Serve ("job", job_id, kwargs) requests on `conn` until ("stop",) or the pipe closes.
+
+    Answers ("progress", job_id, stage), ("artifact", job_id, artifact, check), ("done", job_id, result)
+    or ("failed", job_id, encoded error: see converter.child_process.encode_error)."""
     _die_with_parent()
-    # TensorFlow's C++ logs go to file descriptor 2; keep them out of the parent's terminal.
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(log_fd, 2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
-    use_machine_independent_tensorflow()
+    prepare_child(log_path)
     from converter.conversion import convert_in_process, tool_versions
-    from converter.errors import ConvbotError
-    from converter.isolation import run_test_hook
 
     tool_versions()  # imports TensorFlow, Keras and tensorflowjs now, not in the first job
     conn.send(("ready", os.getpid()))
@@ -61,7 +56,5 @@ def worker_main(conn: Connection, log_path: str) -> None:
             run_test_hook(kwargs["model_path"])
             result: Any = convert_in_process(**kwargs, progress=progress, on_artifact=artifact_ready)
             conn.send(("done", job_id, result))
-        except ConvbotError as error:
-            conn.send(("failed", job_id, error.message, error.log))
-        except Exception as error:  # anything else fails the job, with its traceback for the record
-            conn.send(("failed", job_id, f"conversion failed: {error}", traceback.format_exc()))
+        except Exception as error:  # fails the job; an unexpected error with its traceback for the record
+            conn.send(("failed", job_id, encode_error(error)))
