@@ -547,9 +547,12 @@ class Verification:
             else None
         )
         self.signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
-        self.heads = _selection_heads(source, self.output_keys)
+        # A checkpoint's reference is the training graph, whose node names need not match the frozen graph's.
+        checkpoint = original.format is ModelFormat.TF1_CHECKPOINT
+        self.heads = None if checkpoint else _selection_heads(source, self.output_keys)
         self.graph = _source_graph(source)
-        self.tolerance_floor = 0.0
+        tfjs = original.format is ModelFormat.TFJS_GRAPH
+        self.tolerance_floor = CROSS_RUNTIME_TOLERANCE if tfjs else 0.0
 
     def check(self, artifact: Artifact) -> ArtifactCheck:
         if self.unknown_dimensions:
@@ -557,7 +560,6 @@ class Verification:
             return ArtifactCheck(
                 artifact.target, artifact.quantization, NOT_RUN, reason, TOLERANCES[artifact.quantization]
             )
-        reference = self._reference_ready()
         if self._expected is None:
             if self._shared_key is not None and self._shared_key in _SHARED_REFERENCE:
                 self._expected, self.graph_check = _SHARED_REFERENCE[self._shared_key]
@@ -571,7 +573,7 @@ class Verification:
             [artifact],
             self.output_keys,
             self.input_sets,
-            reference,
+            self._run_reference,  # not run: the outputs are given; built only when the outputs are computed here
             self.tolerance_floor,
             self.heads,
             source_graph=self.graph,
@@ -595,8 +597,10 @@ class Verification:
         executor.shutdown(wait=False)  # the thread ends with its one task
 
     def _compute_expected(self) -> list[Any]:
-        reference = self._reference_ready()
-        return [reference(inputs) for inputs in self.input_sets]
+        return [self._run_reference(inputs) for inputs in self.input_sets]
+
+    def _run_reference(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return self._reference_ready()(inputs)
 
     def _reference_ready(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         with self._reference_lock:
@@ -607,12 +611,10 @@ class Verification:
     def _reference(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         source, keys, heads = self.source, self.output_keys, self.heads
         if self.original.format is ModelFormat.TFJS_GRAPH:
-            self.tolerance_floor = CROSS_RUNTIME_TOLERANCE
             return with_selection_tensors(partial(_tfjs_reference, self.original.path), keys, heads)
         if self.original.format is ModelFormat.TF1_CHECKPOINT:
             from converter.checkpoint_input import checkpoint_reference
 
-            self.heads = None  # the training graph's node names need not match the frozen graph's
             return checkpoint_reference(self.original.path, keys)  # type: ignore[no-any-return]
         signature = self.signature
         return with_selection_tensors(
