@@ -290,22 +290,10 @@ def _tflite_fetcher(path: Path) -> _Fetcher:
     with warnings.catch_warnings():  # "intended for debugging purposes only": that is what this is
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
-    tensors = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    computed = [index for op in interpreter._get_ops_details() for index in op["outputs"] if index >= 0]
-
-    def tensor_for(nodes: Sequence[str]) -> dict[str, int]:
-        position = {name: i for i, name in enumerate(nodes)}
-        found: dict[str, int] = {}
-        for index in computed:
-            node = tflite_tensor_node(tensors[index], position)
-            if node is not None:
-                found.setdefault(node, index)
-        return found
-
     mapping: dict[str, int] = {}
 
     def names(nodes: Sequence[str]) -> set[str]:
-        mapping.update(tensor_for(nodes))
+        mapping.update(node_tensors(interpreter, nodes))
         return set(mapping)
 
     def values(nodes: Sequence[str], inputs: Arrays) -> Arrays:
@@ -317,6 +305,23 @@ def _tflite_fetcher(path: Path) -> _Fetcher:
         return {node: np.asarray(interpreter.get_tensor(mapping[node])) for node in nodes if node in mapping}
 
     return _Fetcher(names, values)
+
+
+def node_tensors(interpreter: Any, nodes: Sequence[str]) -> dict[str, int]:
+    """The index of the TFLite tensor holding each of the source `nodes` (in topological order) it has one for.
+
+    Only tensors an op computes, and the model's inputs, count: TFLite names some weight tensors after the op
+    that reads them ("trunk/Conv2D" may hold the kernel)."""
+    tensors = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    produced = [index for op in interpreter._get_ops_details() for index in op["outputs"] if index >= 0]
+    produced += [detail["index"] for detail in interpreter.get_input_details()]
+    position = {name: i for i, name in enumerate(nodes)}
+    found: dict[str, int] = {}
+    for index in produced:
+        node = tflite_tensor_node(tensors[index], position)
+        if node is not None:
+            found.setdefault(node, index)
+    return found
 
 
 def tflite_tensor_node(tensor_name: str, position: dict[str, int]) -> str | None:

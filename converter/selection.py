@@ -414,17 +414,15 @@ def artifact_tensors(artifact: Artifact, names: Sequence[str], inputs: Arrays) -
 def _tflite_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:
     import tensorflow as tf
 
+    from converter.culprit import node_tensors
+
     interpreter = tf.lite.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
     runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list()), None))
     runner(**inputs)
-    # TFLite names a tensor after its node; a fused one lists its nodes, the last op first.
-    by_name = {d["name"].split(";")[0]: d["index"] for d in interpreter.get_tensor_details()}
-    found: Arrays = {}
-    for name in names:
-        node, _, index = name.partition(":")
-        if index == "0" and node in by_name:
-            found[name] = np.asarray(interpreter.get_tensor(by_name[node]))
-    return found
+    # Only a node's first output has a TFLite tensor named after it.
+    first_outputs = {name.partition(":")[0]: name for name in names if name.partition(":")[2] == "0"}
+    indices = node_tensors(interpreter, list(first_outputs))
+    return {first_outputs[node]: np.asarray(interpreter.get_tensor(index)) for node, index in indices.items()}
 
 
 def _tfjs_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:
@@ -450,17 +448,19 @@ def with_selection_tensors(
     build: Callable[[list[str]], Callable[[Arrays], Arrays]], output_keys: Sequence[str], heads: SelectionHeads | None
 ) -> Callable[[Arrays], Arrays]:
     """The reference computing the outputs and, where it can, the tensors the selections need."""
-    plain = build(list(output_keys))
     if heads is None:
-        return plain
+        return build(list(output_keys))
     extra = [name for name in heads.reference_tensors() if name not in output_keys]
     full = build([*output_keys, *extra])
+    plain: list[Callable[[Arrays], Arrays]] = []  # built only if `full` fails: each build loads the model
 
     def run(inputs: Arrays) -> Arrays:
         try:
             return full(inputs)
         except Exception:  # a reference that cannot show an intermediate still gives the outputs
-            return plain(inputs)
+            if not plain:
+                plain.append(build(list(output_keys)))
+            return plain[0](inputs)
 
     return run
 
