@@ -24,11 +24,9 @@ from telegram.ext import (
 from bot import commands, dialogue, uploads
 from bot.chat_order import PerChatUpdateProcessor
 from bot.progress import ProgressReporter
-from bot.services import BotServices, services
+from bot.services import BotContext, BotServices
 from bot.settings import BotSettings
 from bot.texts import texts_for
-from db.session import open_database
-from jobs.cleanup import start_cleanup_scheduler
 from jobs.service import JobService
 
 log = logging.getLogger(__name__)
@@ -40,13 +38,13 @@ COMMANDS = [
     ("convert", "convert the current model"),
     ("jobs", "your recent jobs"),
     ("job", "one job and its files"),
-    ("cancel", "cancel the running job or dialogue"),
+    ("cancel", "cancel your newest job, job N, or the dialogue"),
 ]
 
 
-async def check_allowed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def check_allowed(update: Update, context: BotContext) -> None:
     """Before any handler: users outside CONVBOT_ALLOWED_USERS get one polite refusal, nothing more."""
-    allowed = services(context).settings.allowed_user_ids
+    allowed = context.services.settings.allowed_user_ids
     user = update.effective_user
     if not allowed or (user is not None and user.id in allowed):
         return
@@ -57,7 +55,7 @@ async def check_allowed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     raise ApplicationHandlerStop
 
 
-async def report_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def report_error(update: object, context: BotContext) -> None:
     """Log the traceback first, then tell the user something short."""
     log.error("error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
@@ -73,6 +71,7 @@ def build_application(settings: BotSettings) -> Application[Any, Any, Any, Any, 
     builder = (
         ApplicationBuilder()
         .token(settings.token)
+        .context_types(ContextTypes(context=BotContext))
         .base_url(f"{settings.api_url}/bot")
         .base_file_url(f"{settings.api_url}/file/bot")
         .local_mode(settings.local_api)
@@ -97,7 +96,8 @@ def build_application(settings: BotSettings) -> Application[Any, Any, Any, Any, 
     application.add_handler(CommandHandler("stats", commands.show_stats))
     application.add_handler(CommandHandler("cleanup", commands.run_cleanup_now))
     application.add_handler(MessageHandler(filters.Document.ALL, commands.receive_document))
-    application.add_handler(CallbackQueryHandler(dialogue.press_button))
+    application.add_handler(CallbackQueryHandler(dialogue.press_job_button, pattern=dialogue.JOB_BUTTON_PATTERN))
+    application.add_handler(CallbackQueryHandler(dialogue.press_menu_button))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, dialogue.reply_text))
     application.add_handler(
         MessageHandler(~filters.TEXT & ~filters.COMMAND & ~filters.Document.ALL, uploads.refuse_media)
@@ -109,13 +109,12 @@ def build_application(settings: BotSettings) -> Application[Any, Any, Any, Any, 
 async def _start_services(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Wait for the database and migrate it, start the workers and the cleanup schedule."""
     settings: BotSettings = application.bot_data["settings"]
-    sessions = open_database(settings.sqlalchemy_url)
-    bot_services = BotServices(settings, sessions, JobService(settings, sessions))
+    bot_services = BotServices(settings, JobService.open(settings))
     application.bot_data["services"] = bot_services
     reporter = ProgressReporter(application, bot_services)
     bot_services.jobs.subscribe(reporter.on_event)
     bot_services.jobs.start()  # reports interrupted jobs at once: their users hear within seconds
-    application.bot_data["cleanup"] = start_cleanup_scheduler(settings, sessions)
+    application.bot_data["cleanup"] = bot_services.jobs.schedule_cleanup()
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
 
 

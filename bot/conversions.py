@@ -4,20 +4,16 @@ quota, and asking for unknown input dimensions."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from telegram.ext import ContextTypes
-
 from bot.progress import with_network_retries
-from bot.services import BotServices, services
+from bot.services import BotContext
 from bot.state import Draft
 from bot.texts import Texts
 from bot.views import cancel_keyboard, format_shape
 from converter.errors import BadOptionsError
 from converter.options import ConversionOptions, parse_shape, parse_targets, split_quantization
-from db.models import Job, UploadedModel, User, utcnow
+from jobs.catalog import UserView
 
 
 def parse_convert_args(args: list[str], draft: Draft) -> Draft:
@@ -70,19 +66,20 @@ def missing_dimensions(summary: dict[str, Any], draft: Draft) -> tuple[str, Any]
     return None
 
 
-async def start_conversion(
-    chat_id: int, user: User, draft: Draft, context: ContextTypes.DEFAULT_TYPE, texts: Texts
-) -> None:
+async def start_conversion(chat_id: int, user: UserView, draft: Draft, context: BotContext, texts: Texts) -> None:
     """Ask for missing dimensions, check the quota, then submit the job and show its status."""
-    bot_services = services(context)
-    model, summary = await asyncio.to_thread(_model_and_summary, bot_services, draft.model_id)
-    missing = missing_dimensions(summary, draft)
+    bot_services = context.services
+    model = await asyncio.to_thread(bot_services.catalog.model, draft.model_id)
+    if model is None:  # the draft's model is no longer recorded
+        await context.bot.send_message(chat_id, texts.send_model_first)
+        return
+    missing = missing_dimensions(model.summary, draft)
     if missing is not None:  # an unknown batch alone becomes 1 in the converter; anything else is asked
         name, shape = missing
         draft.awaiting_shape = name
         await context.bot.send_message(chat_id, texts.ask_shape.format(name=name, shape=format_shape(shape)))
         return
-    used, reset = await asyncio.to_thread(_jobs_today, bot_services, user.id)
+    used, reset = await asyncio.to_thread(bot_services.catalog.jobs_in_last_day, user.id)
     if used >= bot_services.settings.daily_jobs:
         await context.bot.send_message(
             chat_id,
@@ -98,21 +95,3 @@ async def start_conversion(
             lambda: context.bot.send_message(chat_id, text, reply_markup=cancel_keyboard(texts, job_id))
         )
         bot_services.status_messages.setdefault(job_id, (chat_id, sent.message_id))
-
-
-def _model_and_summary(bot_services: BotServices, model_id: int) -> tuple[UploadedModel, dict[str, Any]]:
-    with bot_services.sessions() as session:
-        model = session.get(UploadedModel, model_id)
-        assert model is not None
-        return model, dict(model.summary)
-
-
-def _jobs_today(bot_services: BotServices, user_id: int) -> tuple[int, Any]:
-    """Jobs the user started in the last 24 hours, and when the oldest of them leaves the window."""
-    since = utcnow() - timedelta(days=1)
-    with bot_services.sessions() as session:
-        count = session.scalar(
-            select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.created_at >= since)
-        )
-        oldest = session.scalar(select(func.min(Job.created_at)).where(Job.user_id == user_id, Job.created_at >= since))
-    return int(count or 0), (oldest or utcnow()) + timedelta(days=1)

@@ -7,10 +7,9 @@ import asyncio
 from typing import Any
 
 from telegram import Update
-from telegram.ext import ContextTypes
 
 from bot.conversions import start_conversion
-from bot.services import services
+from bot.services import BotContext
 from bot.state import Draft
 from bot.texts import Texts
 from bot.uploads import record_user, user_texts
@@ -18,7 +17,6 @@ from bot.views import choice_keyboard, nodes_page, picker_candidates, picker_vie
 from converter.errors import BadOptionsError
 from converter.formats import ModelFormat
 from converter.options import parse_shape, parse_targets
-from db.models import UploadedModel
 
 TARGETS = ("all", "tflite", "tfjs", "pb", "savedmodel")
 QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16")
@@ -46,15 +44,14 @@ def targets_for(summary: dict[str, Any]) -> tuple[str, ...]:
     return TARGETS
 
 
-def _summary_of(update: Update, context: ContextTypes.DEFAULT_TYPE, model_id: int) -> tuple[str, dict[str, Any]]:
-    with services(context).sessions() as session:
-        model = session.get(UploadedModel, model_id)
-        assert model is not None
-        return model.original_name, dict(model.summary)
+async def _summary_of(context: BotContext, model_id: int) -> dict[str, Any]:
+    model = await asyncio.to_thread(context.services.catalog.model, model_id)
+    assert model is not None, f"a draft's model {model_id} is always recorded"
+    return model.summary
 
 
-async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Answer at once, then act on the menu the button belongs to."""
+async def press_menu_button(update: Update, context: BotContext) -> None:
+    """A button of a menu (`<menu key>:<action>[:<argument>]`): answer at once, then act on the menu."""
     query = update.callback_query
     if query is None or query.data is None or update.effective_chat is None:
         return
@@ -62,10 +59,7 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     texts, chat_id = user_texts(update), update.effective_chat.id
     key, _, rest = query.data.partition(":")
     action, _, argument = rest.partition(":")
-    if key == "job":
-        await _job_button(update, context, texts, action, argument)
-        return
-    bot_services = services(context)
+    bot_services = context.services
     menu = bot_services.state.menu(key, chat_id)
     draft = bot_services.state.drafts.get(chat_id)
     # A menu of an earlier model (the chat has uploaded another since) is as good as expired.
@@ -81,7 +75,7 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await query.edit_message_text(text, reply_markup=keyboard)
         return
     assert draft is not None
-    _, summary = await asyncio.to_thread(_summary_of, update, context, draft.model_id)
+    summary = await _summary_of(context, draft.model_id)
     if action == "go":
         await query.edit_message_reply_markup(None)
         user = await record_user(bot_services, update)
@@ -132,22 +126,29 @@ async def _show_picker(
     await query.edit_message_text(text, reply_markup=keyboard)
 
 
-async def _job_button(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, texts: Texts, action: str, argument: str
-) -> None:
+JOB_BUTTON_PATTERN = r"^job:"  # a job's own buttons (`job:cancel:12`); menu keys never hold a colon
+
+
+async def press_job_button(update: Update, context: BotContext) -> None:
+    """The Cancel button under a job's status message."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    await query.answer()
+    _, action, argument = [*query.data.split(":"), "", ""][:3]
     if action == "cancel" and argument.isdigit():
-        user = await record_user(services(context), update)
-        cancelled = await asyncio.to_thread(services(context).jobs.cancel, int(argument), user.id)
+        user = await record_user(context.services, update)
+        cancelled = await asyncio.to_thread(context.services.jobs.cancel, int(argument), user.id)
         if not cancelled and update.effective_chat is not None:
-            await context.bot.send_message(update.effective_chat.id, texts.nothing_to_cancel)
+            await context.bot.send_message(update.effective_chat.id, user_texts(update).nothing_to_cancel)
 
 
-async def reply_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def reply_text(update: Update, context: BotContext) -> None:
     """Plain text: a shape the bot asked for, a search in the open node picker, or a nudge."""
     message, chat = update.effective_message, update.effective_chat
     if message is None or message.text is None or chat is None:
         return
-    texts, bot_services = user_texts(update), services(context)
+    texts, bot_services = user_texts(update), context.services
     draft = bot_services.state.drafts.get(chat.id)
     if draft is not None and draft.awaiting_shape:
         try:
@@ -163,7 +164,7 @@ async def reply_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if draft is not None and draft.picker_key and bot_services.state.menu(draft.picker_key, chat.id):
         menu = bot_services.state.menu(draft.picker_key, chat.id)
         assert menu is not None
-        _, summary = await asyncio.to_thread(_summary_of, update, context, draft.model_id)
+        summary = await _summary_of(context, draft.model_id)
         draft.search = message.text.strip()
         which = menu.data["which"]
         names = picker_candidates(summary, which, draft.search)

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from telegram.error import BadRequest, NetworkError, TimedOut
-from telegram.ext import Application, ContextTypes
+from telegram.ext import Application
 
-from bot.services import BotServices
+from bot.services import BotContext, BotServices
 from bot.texts import Texts, texts_for
 from bot.views import cancel_keyboard, caption_text, report_text
 from converter.archive import zip_folder
 from converter.units import format_size
-from db.models import Artifact, Job
 from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, Stage
 
 log = logging.getLogger(__name__)
@@ -123,11 +122,8 @@ class ProgressReporter:
         )
 
     def _owner(self, user_id: int) -> tuple[int | None, str]:
-        from db.models import User
-
-        with self.services.sessions() as session:
-            user = session.get(User, user_id)
-            return (None, "") if user is None else (user.telegram_id, user.language)
+        user = self.services.catalog.user(user_id)
+        return (None, "") if user is None else (user.telegram_id, user.language)
 
     async def _status(self, job_id: int, chat_id: int, text: str, texts: Texts, final: bool = False) -> None:
         """Edit the job's status message, or send one if it has none yet."""
@@ -156,7 +152,7 @@ def failure_reason(texts: Texts, event: JobEvent) -> str:
 
 
 async def send_results(
-    target: Application[Any, Any, Any, Any, Any, Any] | ContextTypes.DEFAULT_TYPE,
+    target: Application[Any, Any, Any, Any, Any, Any] | BotContext,
     bot_services: BotServices,
     job_id: int,
     chat_id: int,
@@ -165,25 +161,26 @@ async def send_results(
 ) -> None:
     """The job's files as documents with their check in the caption, then the report."""
     bot = target.bot
-    job_data = await asyncio.to_thread(_job_files, bot_services, job_id)
-    if job_data is None:
+    catalog = bot_services.catalog
+    job = await asyncio.to_thread(catalog.job_files, job_id)
+    if job is None:
         return
-    artifacts, result = job_data
-    checks = {(c["target"], c["quantization"]): c for c in result.get("validation", [])}
+    checks = {(c["target"], c["quantization"]): c for c in job.result.get("validation", [])}
     sent_early = {} if resend else bot_services.sent_early.pop(job_id, {})
-    for artifact_id, kind, quant, path, file_id in artifacts:
+    for file in job.files:
+        kind, quant, known_id = file.kind, file.quantization, file.telegram_file_id
         if (kind, quant) in sent_early:  # sent while the job ran
             early_id = sent_early[(kind, quant)]
-            if early_id and not file_id:
-                await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, early_id)
+            if early_id and not known_id:
+                await asyncio.to_thread(catalog.remember_file_id, file.artifact_id, early_id)
             continue
         new_id = await send_artifact(
-            bot, bot_services, job_id, chat_id, texts, kind, quant, Path(path), checks.get((kind, quant)), file_id
+            bot, bot_services, job_id, chat_id, texts, kind, quant, Path(file.path), checks.get((kind, quant)), known_id
         )
-        if new_id and not file_id:
-            await asyncio.to_thread(_remember_file_id, bot_services, artifact_id, new_id)
+        if new_id and not known_id:
+            await asyncio.to_thread(catalog.remember_file_id, file.artifact_id, new_id)
     if not resend:
-        report = report_text(texts, job_id, result)[:4000]
+        report = report_text(texts, job_id, job.result)[:4000]
         await with_network_retries(lambda: bot.send_message(chat_id, report))
 
 
@@ -215,25 +212,3 @@ async def send_artifact(
         chat_id, document=file_id or Path(document).read_bytes(), filename=name, caption=caption[:1000]
     )
     return sent.document.file_id if sent.document is not None else None
-
-
-def _job_files(
-    bot_services: BotServices, job_id: int
-) -> tuple[list[tuple[int, str, str, str, str | None]], dict[str, Any]] | None:
-    with bot_services.sessions() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            return None
-        artifacts = [
-            (a.id, a.kind, a.quantization, a.path, a.telegram_file_id) for a in job.artifacts if a.deleted_at is None
-        ]
-        return artifacts, dict(job.result)
-
-
-def _remember_file_id(bot_services: BotServices, artifact_id: int, file_id: str) -> None:
-    """Telegram keeps sent files: /job can send them again by id, without uploading."""
-    with bot_services.sessions() as session:
-        artifact = session.get(Artifact, artifact_id)
-        if artifact is not None:
-            artifact.telegram_file_id = file_id
-            session.commit()

@@ -1,4 +1,5 @@
-"""The long-lived things every handler needs, created in post_init and closed in post_shutdown."""
+"""The long-lived things every handler needs, created in post_init and closed in post_shutdown, and
+the handlers' context type that hands them out (`context.services`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-from telegram.ext import ContextTypes
+from telegram.ext import CallbackContext, ExtBot
 
 from bot.settings import BotSettings
 from bot.state import ChatState
+from jobs.catalog import Catalog
 from jobs.service import JobService
 
 
@@ -27,13 +28,17 @@ def _inspect_to_dict(path: str, work_dir: str) -> dict[str, Any]:
 @dataclass
 class BotServices:
     settings: BotSettings
-    sessions: sessionmaker[Session]
     jobs: JobService
     state: ChatState = field(default_factory=ChatState)
     status_messages: dict[int, tuple[int, int]] = field(default_factory=dict)  # job id -> (chat, message)
     # Files sent while their job ran, not again at its end: job id -> {(kind, quantization): Telegram file id}.
     sent_early: dict[int, dict[tuple[str, str], str | None]] = field(default_factory=dict)
     _inspector: ProcessPoolExecutor | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """Users, uploads and jobs as the bot reads and records them (read-only views)."""
+        return self.jobs.catalog
 
     async def inspect(self, path: Path, work_dir: Path) -> dict[str, Any]:
         """The model's summary, computed in a separate process so the event loop never waits on it."""
@@ -53,6 +58,10 @@ class BotServices:
         self.jobs.stop()
 
 
-def services(context: ContextTypes.DEFAULT_TYPE) -> BotServices:
-    found: BotServices = context.application.bot_data["services"]
-    return found
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """What every handler receives (registered with `ContextTypes(context=BotContext)`)."""
+
+    @property
+    def services(self) -> BotServices:
+        found: BotServices = self.application.bot_data["services"]
+        return found

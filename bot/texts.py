@@ -58,6 +58,7 @@ class Texts:
     nothing_to_cancel: str
     cancelled_dialogue: str
     job_not_found: str
+    job_not_cancellable: str
     jobs_title: str
     jobs_none: str
     job_line: str
@@ -89,7 +90,8 @@ EN = Texts(
         "/convert [tflite|tfjs|pb|savedmodel|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
         "[quant=none|float16|dynamic|uint8|uint16]\n"
         "/jobs – your recent jobs; /job N – one job, with its files\n"
-        "/cancel – cancel the running job or the current dialogue\n\n"
+        "/cancel [N] – cancel job N, or else your newest queued or running job, or else the current dialogue "
+        "(each job's status message has its own Cancel button)\n\n"
         "Example: send posenet.pb, then /convert tflite out=heatmap,offset_2 quant=float16"
     ),
     not_allowed="Sorry, this bot is private. Ask its owner to add your id ({user_id}).",
@@ -159,6 +161,7 @@ EN = Texts(
     nothing_to_cancel="Nothing to cancel.",
     cancelled_dialogue="Cancelled.",
     job_not_found="Job {job} not found.",
+    job_not_cancellable="Job {job} is not one of yours that is queued or running: nothing to cancel.",
     jobs_title="Your recent jobs:",
     jobs_none="You have no jobs yet.",
     job_line="#{job_id} {model} → {targets}: {status}, {age} ago",
@@ -196,7 +199,8 @@ ZH = Texts(
         "/convert [tflite|tfjs|pb|savedmodel|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
         "[quant=none|float16|dynamic|uint8|uint16]\n"
         "/jobs – 最近的任务；/job N – 查看一个任务及其文件\n"
-        "/cancel – 取消正在运行的任务或当前对话\n\n"
+        "/cancel [N] – 取消任务 N；不写 N 则取消你最新的排队中或运行中的任务；没有任务时取消当前对话"
+        "（每个任务的状态消息都有自己的取消按钮）\n\n"
         "示例：发送 posenet.pb，然后 /convert tflite out=heatmap,offset_2 quant=float16"
     ),
     not_allowed="抱歉，这是私有机器人。请联系管理员添加你的 id（{user_id}）。",
@@ -266,6 +270,7 @@ ZH = Texts(
     nothing_to_cancel="没有可取消的内容。",
     cancelled_dialogue="已取消。",
     job_not_found="未找到任务 {job}。",
+    job_not_cancellable="任务 {job} 不是你的排队中或运行中的任务：没有可取消的内容。",
     jobs_title="你最近的任务：",
     jobs_none="你还没有任务。",
     job_line="#{job_id} {model} → {targets}：{status}，{age}前",

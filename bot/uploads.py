@@ -8,21 +8,18 @@ import logging
 import re
 import shutil
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from telegram import Update
-from telegram.ext import ContextTypes
 
-from bot.services import BotServices, services
+from bot.services import BotContext, BotServices
 from bot.state import Draft
 from bot.texts import Texts, texts_for
 from bot.views import spec_key, summary_keyboard, summary_text
 from converter.errors import ConvbotError
 from converter.units import format_size
-from db.models import UploadedModel, User
-from jobs import records
+from jobs.catalog import UserView
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +36,21 @@ def safe_file_name(name: str | None) -> str:
     return cleaned[:120]
 
 
-async def record_user(bot_services: BotServices, update: Update) -> User:
+async def record_user(bot_services: BotServices, update: Update) -> UserView:
     tg_user = update.effective_user
     assert tg_user is not None
-
-    def work() -> User:
-        with bot_services.sessions() as session:
-            user = records.ensure_user(session, tg_user.id, tg_user.full_name, tg_user.language_code or "")
-            session.commit()
-            return user
-
-    return await asyncio.to_thread(work)
+    return await asyncio.to_thread(
+        bot_services.catalog.record_user, tg_user.id, tg_user.full_name, tg_user.language_code or ""
+    )
 
 
-async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def receive_model(update: Update, context: BotContext) -> bool:
     """Download the document, inspect it and make it the chat's current model; False if it was refused."""
     message = update.effective_message
     document = message.document if message is not None else None
     if message is None or document is None:
         return False
-    bot_services, texts = services(context), user_texts(update)
+    bot_services, texts = context.services, user_texts(update)
     settings = bot_services.settings
     name = safe_file_name(document.file_name)
     if document.file_size and document.file_size > settings.max_upload_bytes:
@@ -85,7 +77,7 @@ async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> b
             log.exception("inspection of %s crashed", name)
             await message.reply_text(texts.bad_model.format(name=name, reason="the file is damaged"))
             return False
-        model = await asyncio.to_thread(_store, bot_services, user, path, name, summary)
+        model = await asyncio.to_thread(bot_services.catalog.store_upload, user.id, path, name, summary)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     draft = new_draft(model.id, summary)
@@ -93,16 +85,6 @@ async def receive_model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> b
     bot_services.state.drafts[update.effective_chat.id] = draft
     await show_summary(update.effective_chat.id, context, texts, name, summary, draft)
     return True
-
-
-def _store(bot_services: BotServices, user: User, path: Path, name: str, summary: dict[str, Any]) -> UploadedModel:
-    with bot_services.sessions() as session:
-        model = records.store_upload(
-            session, bot_services.settings.models_dir, user, path, name, summary, summary["format"]
-        )
-        model.expires_at = model.created_at + timedelta(hours=bot_services.settings.retention_hours)
-        session.commit()
-        return model
 
 
 def new_draft(model_id: int, summary: dict[str, Any]) -> Draft:
@@ -113,15 +95,15 @@ def new_draft(model_id: int, summary: dict[str, Any]) -> Draft:
 
 
 async def show_summary(
-    chat_id: int, context: ContextTypes.DEFAULT_TYPE, texts: Texts, name: str, summary: dict[str, Any], draft: Draft
+    chat_id: int, context: BotContext, texts: Texts, name: str, summary: dict[str, Any], draft: Draft
 ) -> None:
-    key = services(context).state.open_menu(chat_id, "summary", model_id=draft.model_id)
+    key = context.services.state.open_menu(chat_id, "summary", model_id=draft.model_id)
     await context.bot.send_message(
         chat_id, summary_text(texts, name, summary)[:4000], reply_markup=summary_keyboard(texts, key, draft)
     )
 
 
-async def refuse_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def refuse_media(update: Update, context: BotContext) -> None:
     """Photos, stickers, voice and the like: ask for a file."""
     if update.effective_message:
         await update.effective_message.reply_text(user_texts(update).not_a_document)

@@ -11,6 +11,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.state import Draft
 from bot.texts import Texts
 from converter.units import format_size
+from jobs.catalog import JobLine
 
 PAGE_SIZE = 8
 MAX_LISTED = 12  # suggestions shown in a summary before "… and N more"
@@ -171,6 +172,21 @@ def nodes_page(
     if page < pages - 1:
         buttons.append(InlineKeyboardButton("▶", callback_data=f"{key}:npage:{page + 1}"))
     return "\n".join(lines), InlineKeyboardMarkup([buttons]) if buttons else None
+
+
+def job_line(texts: Texts, job: JobLine) -> str:
+    """`#12 posenet.pb → tflite,tfjs: succeeded, 3 min ago`"""
+    age = _age(job.age_seconds())
+    return texts.job_line.format(
+        job_id=job.job_id, model=job.model, targets=",".join(job.targets), status=job.status, age=age
+    )
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
 
 
 def cancel_keyboard(texts: Texts, job_id: int) -> InlineKeyboardMarkup:

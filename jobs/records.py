@@ -51,7 +51,12 @@ def store_upload(
     folder = models_dir / digest[:2] / digest
     folder.mkdir(parents=True, exist_ok=True)
     stored = folder / (Path(original_name).name or "model")
-    if not stored.exists():
+    # The same bytes sent again under another name are kept once; a different suffix is kept apart,
+    # since a few formats are recognised by it (a checkpoint's `.meta`).
+    kept = next((p for p in sorted(folder.iterdir()) if p.suffix == stored.suffix), None)
+    if kept is not None:
+        stored = kept
+    else:
         shutil.copyfile(source, stored)
     record = UploadedModel(
         user_id=user.id,

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,8 +28,11 @@ from converter.conversion import artifact_stem
 from converter.options import ConversionOptions
 from converter.result import Artifact, ArtifactCheck, check_to_dict
 from db.models import Job, JobStatus, UploadedModel, utcnow
+from db.session import open_database
 from jobs import records
 from jobs.backend import BackendEvent, ExecutionBackend, LocalWorkerPool
+from jobs.catalog import Catalog
+from jobs.cleanup import start_cleanup_scheduler
 from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, JobPhase, Stage, stored_stage
 from jobs.settings import Settings
 
@@ -74,6 +78,7 @@ class JobService:
         self.settings = settings
         self.reuse_results = reuse_results  # off only in benchmarks, which must convert every time
         self.sessions = session_factory
+        self.catalog = Catalog(settings, session_factory)  # what the edges read and record besides jobs
         self.backend = backend or LocalWorkerPool(
             settings.workers,
             settings.data_dir / "logs" / "workers.log",
@@ -86,7 +91,16 @@ class JobService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def open(cls, settings: Settings) -> JobService:
+        """A service on the settings' database, waited for and migrated to the newest revision first."""
+        return cls(settings, open_database(settings.sqlalchemy_url))
+
     # -- life cycle
+
+    def schedule_cleanup(self) -> BackgroundScheduler:
+        """Start the cleanup policy on its schedule (the caller shuts the scheduler down)."""
+        return start_cleanup_scheduler(self.settings, self.sessions)
 
     def start(self, dispatch: bool = True) -> None:
         """Recover jobs a previous process left running, start the workers and the dispatcher.

@@ -240,8 +240,13 @@ def test_cancel_a_running_job(chat: Any, multihead_graph: Any) -> None:
     since = fake.mark()
     fake.do(fake.api.user_sends_text, eve, "/convert tflite")
     fake.wait_for(lambda a: a.chat_id == 5 and "loading" in (a.text or ""), since=since, timeout=FIRST_JOB)
+    fake.do(fake.api.user_sends_text, eve, "/cancel 424242")  # not her job: said so, her job goes on
+    fake.wait_for_text(5, "Job 424242 is not one of yours that is queued or running", since=since)
     fake.do(fake.api.user_sends_text, eve, "/cancel")
     fake.wait_for_text(5, "cancelled", since=since)
+    since = fake.mark()
+    fake.do(fake.api.user_sends_text, eve, "/cancel")
+    fake.wait_for_text(5, "Nothing to cancel", since=since)
 
 
 def test_flood_limit_during_a_job_is_waited_out(chat: Any, multihead_graph: Any) -> None:

@@ -6,100 +6,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from converter.formats import Target
 from converter.options import ConversionOptions
 from db.models import Job, JobStatus
-from jobs import records
 from jobs.events import FailureReason
-from jobs.service import JobEvent, JobService
-from jobs.settings import Settings, load_settings
-from tests.jobs.scripted_backend import ScriptedBackend, tflite_artifact, tflite_result
+from jobs.service import JobEvent
 
 TFLITE_ONLY = ConversionOptions(targets=(Target.TFLITE,))
 TFJS_ONLY = ConversionOptions(targets=(Target.TFJS,))
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Scheduler:
-    """A job service with no dispatcher thread on a scripted backend, and the events it emitted."""
-
-    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], slots: int) -> None:
-        self.backend = ScriptedBackend(slots)
-        self.service = JobService(settings, session_factory, self.backend)
-        self.events: list[JobEvent] = []
-        self.service.subscribe(self.events.append)
-        self.service.start(dispatch=False)
-
-    def dispatch(self) -> None:
-        self.service.dispatch_once()
-
-    def kinds(self, job_id: int) -> list[str]:
-        return [event.kind for event in self.events if event.job_id == job_id]
-
-    def of(self, job_id: int) -> list[JobEvent]:
-        return [event for event in self.events if event.job_id == job_id]
-
-    def succeed(self, job_id: int) -> None:
-        """The running job converts its model and reports one checked file, as a worker does."""
-        self.backend.progress(job_id, "convert_tflite")
-        artifact, check = tflite_artifact(self.backend.arguments[job_id])
-        self.backend.artifact(job_id, artifact, check)
-        self.backend.progress(job_id, "validate")
-        self.backend.finish(job_id, tflite_result(self.backend.arguments[job_id]))
-        self.dispatch()
-
-    def position(self, job_id: int) -> int:
-        view = self.service.status(job_id)
-        assert view is not None
-        return view.position
-
-    def status(self, job_id: int) -> str:
-        view = self.service.status(job_id)
-        assert view is not None
-        return view.status
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", database_url=database_url)
-
-
-@pytest.fixture
-def scheduler(settings: Settings, session_factory: sessionmaker[Session]) -> Iterator[Any]:
-    """`scheduler(slots)`: a new service on the test's database (several: a restart)."""
-    made: list[Scheduler] = []
-
-    def make(slots: int = 1) -> Scheduler:
-        made.append(Scheduler(settings, session_factory, slots))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.service.stop()
-
-
-@pytest.fixture
-def upload(settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path) -> Any:
-    """`upload(telegram_id, name, content)` -> (user id, model id), recorded as the bot records an upload."""
-
-    def store(telegram_id: int, name: str, content: bytes | None = None) -> tuple[int, int]:
-        source = tmp_path / "uploads" / name
-        source.parent.mkdir(parents=True, exist_ok=True)
-        source.write_bytes(content if content is not None else name.encode())  # by default: a model of its own
-        with session_factory() as session:
-            user = records.ensure_user(session, telegram_id, f"user{telegram_id}")
-            model = records.store_upload(session, settings.models_dir, user, source, name, {}, "frozen-graph")
-            session.commit()
-            return user.id, model.id
-
-    return store
 
 
 def test_jobs_start_in_creation_order_with_one_running_job_per_user(scheduler: Any, upload: Any) -> None:
