@@ -21,6 +21,7 @@ from tensorboard.compat.proto.node_def_pb2 import NodeDef
 from converter.formats import Quantization, Target
 from converter.protos import GraphDef
 from converter.result import Artifact, ArtifactCheck, OutputCheck
+from converter.tflite_run import run_signature, tensor_value
 from converter.verify import Arrays, compare
 
 logger = logging.getLogger(__name__)
@@ -301,8 +302,8 @@ def _tflite_fetcher(path: Path) -> _Fetcher:
         runner = interpreter.get_signature_runner(
             fmt.SERVING_SIGNATURE if fmt.SERVING_SIGNATURE in signatures else None
         )
-        runner(**inputs)
-        return {node: np.asarray(interpreter.get_tensor(mapping[node])) for node in nodes if node in mapping}
+        run_signature(interpreter, runner, inputs)
+        return {node: tensor_value(interpreter, mapping[node]) for node in nodes if node in mapping}
 
     return _Fetcher(names, values)
 
@@ -310,14 +311,20 @@ def _tflite_fetcher(path: Path) -> _Fetcher:
 def node_tensors(interpreter: Any, nodes: Sequence[str]) -> dict[str, int]:
     """The index of the TFLite tensor holding each of the source `nodes` (in topological order) it has one for.
 
-    Only tensors an op computes, and the model's inputs, count: TFLite names some weight tensors after the op
-    that reads them ("trunk/Conv2D" may hold the kernel)."""
+    Only the model's inputs and tensors computed from them count: TFLite names some weight tensors after the op
+    that reads them ("trunk/Conv2D" may hold the kernel), and so a float16 file names the DEQUANTIZE op's
+    output, the weights in float32, after the layer ("scores" the weights, "scores1" the layer's output)."""
     tensors = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    produced = [index for op in interpreter._get_ops_details() for index in op["outputs"] if index >= 0]
-    produced += [detail["index"] for detail in interpreter.get_input_details()]
+    computed = [detail["index"] for detail in interpreter.get_input_details()]
+    known = set(computed)
+    for op in interpreter._get_ops_details():  # in the order they run
+        if known.intersection(op["inputs"]):
+            outputs = [index for index in op["outputs"] if index >= 0]
+            computed += outputs
+            known.update(outputs)
     position = {name: i for i, name in enumerate(nodes)}
     found: dict[str, int] = {}
-    for index in produced:
+    for index in computed:
         node = tflite_tensor_node(tensors[index], position)
         if node is not None:
             found.setdefault(node, index)

@@ -27,6 +27,7 @@ from converter.formats import Target
 from converter.graph_inspect import source_node
 from converter.protos import GraphDef
 from converter.result import Artifact, OutputCheck
+from converter.tflite_run import run_signature, tensor_value
 from converter.threshold_selection import FLIP_NOTE, Threshold, compare_flipped_rows, find_threshold
 
 Arrays = dict[str, NDArray[Any]]
@@ -418,11 +419,11 @@ def _tflite_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:
 
     interpreter = tf.lite.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
     runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list()), None))
-    runner(**inputs)
+    run_signature(interpreter, runner, inputs)
     # Only a node's first output has a TFLite tensor named after it.
     first_outputs = {name.partition(":")[0]: name for name in names if name.partition(":")[2] == "0"}
     indices = node_tensors(interpreter, list(first_outputs))
-    return {first_outputs[node]: np.asarray(interpreter.get_tensor(index)) for node, index in indices.items()}
+    return {first_outputs[node]: tensor_value(interpreter, index) for node, index in indices.items()}
 
 
 def _tfjs_tensors(path: Path, names: Sequence[str], inputs: Arrays) -> Arrays:

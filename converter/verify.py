@@ -19,6 +19,7 @@ from converter.formats import ModelFormat, Quantization, Target
 from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, OutputCheck, TensorEntry
 from converter.selection import SelectionHeads, artifact_tensors, tensor_name, tie_message
 from converter.summary import TensorSpec
+from converter.tflite_run import run_signature
 
 if TYPE_CHECKING:
     from converter.culprit import SourceGraph
@@ -251,7 +252,7 @@ def _tflite_runner(artifact: Artifact, output_keys: Sequence[str]) -> Runner:
 
     def run(inputs: Arrays) -> Arrays:
         try:
-            return {k: np.asarray(v) for k, v in runner(**inputs).items()}
+            return run_signature(interpreter, runner, inputs)
         except (ValueError, RuntimeError) as error:
             raise _RunFailed(f"the TFLite interpreter failed: {_first_line(error)}") from None
 

@@ -268,3 +268,28 @@ def test_where_passes_when_a_score_at_the_threshold_flips_and_fails_otherwise(tm
         assert failed == {"scores:0", *outputs}, (check.target, check.outputs)
         # 0.97 * 1.05 is 0.03 of scale past the threshold: no rounding flips that.
         assert next(o for o in check.outputs if o.name == "kept").note == "Where 'kept' chose 1 elements, the source 3"
+
+
+def test_a_head_that_keeps_nothing_passes_with_empty_outputs(tmp_path: Path, tf: Any) -> None:
+    # A detector on an input with nothing in it: Where and gather give outputs with no rows. TFLite's
+    # Python API refuses to read such a tensor ("Invalid tensor size"); that is not a file that fails to run.
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="x")
+        scores = tf.matmul(x, np.ones((4, 8), np.float32), name="scores")
+        kept = tf.where(tf.greater(scores, 1e4), name="kept")  # 1e4: a float16 artifact keeps it finite
+        tf.gather_nd(scores, kept, name="kept_scores")
+    source = tmp_path / "nothing.pb"
+    source.write_bytes(graph.as_graph_def().SerializeToString())
+    outputs = ("kept", "kept_scores")
+
+    result = _convert(source, tmp_path, outputs, (Target.TFLITE, Target.TFJS))
+
+    assert {a.target for a in result.artifacts} == {Target.TFLITE, Target.TFJS}  # none withheld
+    for check in result.validation:
+        assert check.status == "passed", (check.target, check.message)
+    interpreter = tf.lite.Interpreter(model_path=result.artifact(Target.TFLITE).path)
+    from converter.tflite_run import run_signature
+
+    empty = run_signature(interpreter, interpreter.get_signature_runner(), {"x": np.ones((1, 4), np.float32)})
+    assert empty["kept"].shape == (0, 2) and empty["kept_scores"].shape == (0,)
