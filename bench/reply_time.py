@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.fake_api.driver import BotProcess, FakeApiThread, user
 from cli.render import table
 from converter.conversion import convert_in_process
 from converter.options import ConversionOptions
@@ -125,8 +126,6 @@ def stage_seconds(timings: str, keep: Callable[[str], bool]) -> float:
 
 
 def warm_bot_runs(models: dict[str, Path], work: Path, runs: int) -> dict[str, list[BotRun]]:
-    from tests.bot.harness import BotProcess, FakeApiThread, user
-
     fake = FakeApiThread()
     bot = BotProcess(fake.api.root_url, work / "data", work / "bot.log", job_timeout_seconds="900")
     results: dict[str, list[BotRun]] = {name: [] for name in models}
@@ -148,8 +147,6 @@ def warm_bot_runs(models: dict[str, Path], work: Path, runs: int) -> dict[str, l
 def fresh_bot_convert_after_upload(model: Path, work: Path) -> tuple[float, bool]:
     """On a bot started 1 s earlier, `/convert` 0.2 s after the upload: seconds to the second file, and whether
     any reply said there was no model."""
-    from tests.bot.harness import BotProcess, FakeApiThread, user
-
     fake = FakeApiThread()
     bot = BotProcess(fake.api.root_url, work / "fresh", work / "fresh.log", job_timeout_seconds="900")
     try:

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.tfjs_model_shapes import SHAPES
 from cli.render import table
 from converter.inspection import inspect
 from converter.options import parse_shape
 from converter.tfjs_runtime import NODE_DIR, RUNNER, TfjsRun, TfjsRunError, TfjsRunner, run_tfjs_model
 from converter.verify import make_inputs
-from tests.tfjs_model_shapes import SHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 Arrays = dict[str, Any]
@@ -51,7 +51,7 @@ def model_inputs(folder: Path) -> list[Arrays]:
     shapes = {}
     for spec in specs:
         dims = given.get(spec.name, spec.shape)
-        assert dims is not None, f"{folder.name}: give the shape of {spec.name} in tests/tfjs_model_shapes.py"
+        assert dims is not None, f"{folder.name}: give the shape of {spec.name} in bench/tfjs_model_shapes.py"
         shapes[spec.name] = tuple(1 if d is None or d < 0 else d for d in dims)
     return make_inputs(specs, shapes)
 

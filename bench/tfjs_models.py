@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.tfjs_model_shapes import SHAPES
+from bot.fake_api.driver import BotProcess, FakeApiThread, user
 from cli.render import table
-from tests.tfjs_model_shapes import SHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = "tflite,pb"
@@ -79,8 +80,6 @@ def via_cli(folder: Path, out: Path) -> list[Row]:
 
 
 def via_bot(folders: list[Path], work: Path) -> list[Row]:
-    from tests.bot.harness import BotProcess, FakeApiThread, user
-
     fake = FakeApiThread()
     bot = BotProcess(fake.api.root_url, work / "data", work / "bot.log", allowed_users="1", job_timeout_seconds="900")
     rows = []

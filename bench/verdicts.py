@@ -1,8 +1,8 @@
 """The verdict convbot gives on real models and test-built detectors, to TFLite and TF.js, in one warm process.
 
 Run: .venv/bin/python -m bench.verdicts [--models tests/data] [--only emotion,centernet]
-Converts every TF.js model in `--models` (folders named tfjs_*, shapes from tests/tfjs_model_shapes.py), and a
-CenterNet-style TopK detector and an SSD-style NMS detector (tests/model_factory.py) both as frozen graphs and as
+Converts every TF.js model in `--models` (folders named tfjs_*, shapes from bench/tfjs_model_shapes.py), and a
+CenterNet-style TopK detector and an SSD-style NMS detector (bench/model_factory.py) both as frozen graphs and as
 the TF.js models convbot makes of them, to tflite,tfjs. Prints per artifact: the verdict, the worst output's error
 relative to its scale and the tolerance, and what the check said in words (ties, a runtime note, a culprit), then,
 for TF.js sources, whether the graph convbot rebuilt is faithful. A false FAILED or an artifact that does not run
@@ -17,13 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import model_factory
+from bench.tfjs_model_shapes import SHAPES
 from cli.render import table
 from converter.conversion import convert_in_process
 from converter.formats import Target
 from converter.options import ConversionOptions, parse_shape
 from converter.result import ConversionResult
-from tests import model_factory
-from tests.tfjs_model_shapes import SHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 DETECTOR_OUTPUTS = {

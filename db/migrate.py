@@ -209,13 +209,18 @@ def _describe(part: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m db.migrate {upgrade,current,check,revision}`; the URL defaults to convbot's settings."""
+    """`python -m db.migrate {upgrade,current,check,revision}`; the database is the one `--url` names.
+
+    The db layer reads no settings (they belong to the layers above): `convbot db upgrade|current|check` is the
+    same with the URL from convbot's settings."""
     parser = argparse.ArgumentParser(prog="python -m db.migrate", description="convbot's schema migrations")
     parser.add_argument("action", choices=["upgrade", "current", "check", "revision"])
-    parser.add_argument("--url", help="database URL (default: CONVBOT_DATABASE_URL, or SQLite in CONVBOT_DATA_DIR)")
+    parser.add_argument("--url", help="database URL (revision: default a scratch database at the newest revision)")
     parser.add_argument("-m", "--message", default="", help="revision: what changed")
     args = parser.parse_args(argv)
-    url: str = args.url or ("" if args.action == "revision" else _settings_url())
+    url: str = args.url or ""
+    if not url and args.action != "revision":
+        parser.error(f"{args.action} needs --url (`convbot db {args.action}` takes it from convbot's settings)")
     if args.action == "upgrade":
         upgrade(url)
         print(f"{url_for_display(url)} at revision {current_revision(url)}")
@@ -237,12 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(url)
             print(f"wrote {make_revision(url, args.message)}")
     return 0
-
-
-def _settings_url() -> str:
-    from jobs.settings import load_settings
-
-    return load_settings().sqlalchemy_url
 
 
 if __name__ == "__main__":

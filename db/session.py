@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.migrate import upgrade
 from db.sqlite_file import sqlite_file_path, switch_to_wal
 
 
@@ -36,7 +37,5 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def open_database(url: str) -> sessionmaker[Session]:
     """Migrate the database at `url` to the newest schema, then return its session factory.
     Start-up order: the schema is current before anything reads or writes."""
-    from db.migrate import upgrade
-
     upgrade(url)
     return make_session_factory(make_engine(url))

@@ -9,7 +9,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -132,8 +132,6 @@ class LocalWorkerPool(ExecutionBackend):
                     worker.process.kill()
 
     def poll(self, timeout: float) -> list[BackendEvent]:
-        from multiprocessing.connection import wait
-
         with self._lock:
             conns = [w.conn for w in self.workers]
         if not conns:  # stopped: nothing to wait on

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from converter.formats import Quantization
+from converter.formats import Quantization, Target
 from converter.options import ConversionOptions
 from converter.result import ERROR, ConversionResult, sha256_file
 from db.models import Artifact, Job, JobStatus, UploadedModel, User, utcnow
@@ -85,8 +85,6 @@ def options_to_record(options: ConversionOptions) -> dict[str, Any]:
 
 
 def options_from_job(job: Job) -> ConversionOptions:
-    from converter.formats import Quantization, Target
-
     return ConversionOptions(
         targets=tuple(Target(t) for t in job.targets),
         inputs=tuple(job.inputs),

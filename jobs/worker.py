@@ -33,6 +33,8 @@ def worker_main(conn: Connection, log_path: str) -> None:
     or ("failed", job_id, encoded error: see converter.child_process.encode_error)."""
     _die_with_parent()
     prepare_child(log_path)
+    # After prepare_child, as in converter.isolation's child: the converter loads with TensorFlow's environment set
+    # and its stderr in the log.
     from converter.conversion import convert_in_process, tool_versions
 
     tool_versions()  # imports TensorFlow, Keras and tensorflowjs now, not in the first job

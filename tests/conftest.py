@@ -23,42 +23,42 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tf1_graph(models_dir: Path):  # type: ignore[no-untyped-def]
-    from tests import model_factory
+    from bench import model_factory
 
     return model_factory.write_tf1_graph(models_dir / "tf1.pb", models_dir / "tf1.pbtxt")
 
 
 @pytest.fixture(scope="session")
 def multihead_graph(models_dir: Path):  # type: ignore[no-untyped-def]
-    from tests import model_factory
+    from bench import model_factory
 
     return model_factory.write_multihead_graph(models_dir / "pose.pb")
 
 
 @pytest.fixture(scope="session")
 def keras_frozen(models_dir: Path):  # type: ignore[no-untyped-def]
-    from tests import model_factory
+    from bench import model_factory
 
     return model_factory.write_frozen_from_keras(models_dir / "keras_frozen.pb")
 
 
 @pytest.fixture(scope="session")
 def saved_model(models_dir: Path):  # type: ignore[no-untyped-def]
-    from tests import model_factory
+    from bench import model_factory
 
     return model_factory.write_saved_model(models_dir / "saved_model")
 
 
 @pytest.fixture(scope="session")
 def keras_h5(models_dir: Path):  # type: ignore[no-untyped-def]
-    from tests import model_factory
+    from bench import model_factory
 
     return model_factory.write_h5(models_dir / "classifier.h5")
 
 
 @pytest.fixture(scope="session")
 def keras_v3(models_dir: Path):  # type: ignore[no-untyped-def]
-    from tests import model_factory
+    from bench import model_factory
 
     return model_factory.write_keras_v3(models_dir / "classifier.keras")
 

@@ -25,7 +25,7 @@ def test_inspect_prints_the_suggestions(multihead_graph) -> None:
 
 
 def test_inspect_a_checkpoint_names_it(tmp_path: Path) -> None:
-    from tests import model_factory
+    from bench import model_factory
 
     checkpoint = model_factory.write_tf1_checkpoint(tmp_path / "ckpt.zip")
     done = convbot("inspect", str(checkpoint.path))
@@ -101,7 +101,7 @@ def test_a_file_that_fails_to_run_is_not_kept_and_the_others_are(tmp_path: Path)
     if it were a result, the .tflite (which runs and is right) is, and the exit status says a target failed."""
     import numpy as np
 
-    from tests import model_factory
+    from bench import model_factory
     from tests.converter.conftest import random_input, run_tflite
 
     model = model_factory.write_einsum_diagonal_graph(tmp_path / "diag.pb").path
@@ -118,7 +118,7 @@ def test_a_file_that_fails_to_run_is_not_kept_and_the_others_are(tmp_path: Path)
 def test_a_target_that_cannot_be_converted_does_not_stop_the_others(tmp_path: Path) -> None:
     """TF.js has no Lgamma, TFLite runs it with Select TF ops: the .tflite is written and checked, TF.js is said to
     have failed, and the exit status says a target failed."""
-    from tests import model_factory
+    from bench import model_factory
 
     model = model_factory.write_lgamma_graph(tmp_path / "lgamma.pb").path
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""The tiny models from tests/model_factory.py load and run with TensorFlow."""
+"""The tiny models from bench/model_factory.py load and run with TensorFlow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from tests import model_factory as mf
+from bench import model_factory as mf
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,8 @@ The object is not thread-safe: call it from the event loop the server runs on.
 Modules: ``server`` (FakeBotApi, the HTTP routes), ``users`` (the user side), ``methods`` (the Bot
 API methods), ``chats``, ``files``, ``updates`` (the state they share), ``records`` (what the bot
 did), ``params`` (reading requests), ``markup`` and ``keyboards`` (formatting and reply markup the
-bot sends), ``protocol`` (Telegram's limits and error answers).
+bot sends), ``protocol`` (Telegram's limits and error answers), ``driver`` (the real bot in its own process
+against a FakeBotApi on a background thread, for tests and benches).
 """
 
 from bot.fake_api.chats import FakeUser

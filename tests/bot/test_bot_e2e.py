@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests import model_factory
-from tests.bot.harness import BotProcess, FakeApiThread, buttons, user
+from bench import model_factory
+from bot.fake_api.driver import BotProcess, FakeApiThread, buttons, user
 from tests.converter.conftest import random_input, run_tflite
 
 FIRST_JOB = 240  # the bot's worker imports TensorFlow first: 20-40 s on a busy 2-core machine

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench import model_factory
+from bench.model_factory import ModelFacts
 from converter import ConversionOptions, ModelFormat, Target, UnsupportedModelError, convert, inspect
 from converter.checkpoint_input import checkpoint_reference, freeze_checkpoint
 from converter.detect import detect_model
 from converter.protos import MetaGraphDef
 from converter.result import ConversionResult
 from converter.tfjs_runtime import run_tfjs_model
-from tests import model_factory
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
-from tests.model_factory import ModelFacts
 
 ROOT = Path(__file__).resolve().parents[2]
 TIGHT = {"rtol": 1e-4, "atol": 1e-5}

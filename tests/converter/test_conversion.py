@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench import model_factory
 from converter import BadOptionsError, ConversionOptions, Quantization, Target
 from converter.conversion import convert_in_process
 from converter.protos import GraphDef
 from converter.tfjs_export import check_tfjs_files
 from converter.tfjs_runtime import run_tfjs_model
-from tests import model_factory
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
 
 TIGHT = {"rtol": 1e-4, "atol": 1e-5}

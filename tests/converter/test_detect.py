@@ -62,7 +62,7 @@ def test_keras_files_detected(keras_h5, keras_v3, fer_model: Path, tmp_path: Pat
 
 
 def test_weights_only_hdf5_refused(models_dir: Path, tmp_path: Path) -> None:
-    from tests import model_factory
+    from bench import model_factory
 
     for facts in (
         model_factory.write_weights_only_h5(models_dir / "w.weights.h5"),
@@ -73,7 +73,7 @@ def test_weights_only_hdf5_refused(models_dir: Path, tmp_path: Path) -> None:
 
 
 def test_lambda_layers_refused_before_loading(models_dir: Path, tmp_path: Path) -> None:
-    from tests import model_factory
+    from bench import model_factory
 
     facts = model_factory.write_keras_with_lambda(models_dir / "lam.keras", models_dir / "lam.h5")
     for path in (facts.path, *facts.extra_paths):

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.model_factory import DETECTOR_SIZE as SIZE
+from bench.model_factory import write_centernet, write_ssd
 from converter import ConversionOptions, Quantization, Target
 from converter.conversion import convert_in_process
 from converter.formats import ModelFormat
@@ -16,8 +18,6 @@ from converter.selection import selection_heads, with_selection_tensors
 from converter.summary import TensorSpec
 from converter.verify import make_inputs, reference_runner, verify_artifacts
 from tests.converter.conftest import run_tflite
-from tests.model_factory import DETECTOR_SIZE as SIZE
-from tests.model_factory import write_centernet, write_ssd
 
 TIES = "rows chose differently among tied scores"
 

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.tfjs_model_shapes import RVM_STATES, SHAPES
 from converter import ConversionOptions, Target, inspect
 from converter.conversion import convert_in_process
 from converter.formats import ModelFormat
 from converter.options import parse_shape
 from converter.tfjs_runtime import run_tfjs_model
 from tests.converter.conftest import random_input, run_frozen_graph
-from tests.tfjs_model_shapes import RVM_STATES, SHAPES
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MODELS = ["blazeface", "emotion", "faceboxes", "facemesh", "movenet-lightning", "rvm", "selfie"]

@@ -1,4 +1,4 @@
-"""Build tiny, real TensorFlow models for the test-suite to inspect and convert.
+"""Build tiny, real TensorFlow models for the tests and the benches to inspect and convert.
 
 Every ``write_*`` function takes destination path(s), writes one model there and
 returns a :class:`ModelFacts` whose ``path`` is what was written, together with
@@ -6,7 +6,7 @@ the facts a test can check against: input/output names, shapes, signature keys.
 All models are a few KB and deterministic (fixed seeds, numpy-made weights).
 
 TensorFlow is imported lazily inside the functions, so importing this module is
-cheap.  Run ``python -m tests.model_factory OUTDIR`` to write every model into
+cheap.  Run ``python -m bench.model_factory OUTDIR`` to write every model into
 OUTDIR and print a table of files and facts.
 
 Names used below:
@@ -51,7 +51,8 @@ TF1_CLASSES = 5
 # TF1 checkpoint: x (None, 8, 8, 3) -> conv -> pool -> dense "logits" -> Softmax "probs".
 CHECKPOINT_INPUT = "x"
 CHECKPOINT_OUTPUT = "probs"
-CHECKPOINT_INPUT_SHAPE: Shape = (None, 8, 8, 3)
+CHECKPOINT_IMAGE = (8, 8, 3)
+CHECKPOINT_INPUT_SHAPE: Shape = (None, *CHECKPOINT_IMAGE)
 CHECKPOINT_CLASSES = 3
 CHECKPOINT_STEPS = 2  # training steps before saving: the files are named model.ckpt-2.*
 
@@ -152,14 +153,20 @@ def keras_classifier() -> keras.Model:
     """
     import keras
 
-    keras.utils.set_random_seed(SEED)
-    inp = keras.Input(shape=CLASSIFIER_INPUT_SHAPE[1:], name=CLASSIFIER_INPUT)
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.ReLU(name="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = keras.layers.Dense(CLASSIFIER_CLASSES, activation="softmax", name=CLASSIFIER_OUTPUT)(x)
-    model = keras.Model(inp, out, name="tiny_classifier")
+    model: keras.Model = _build_classifier(keras)
+    return model
+
+
+def _build_classifier(keras_module: Any) -> Any:
+    """The classifier built with ``keras_module``: Keras 3 (``keras``) or Keras 2 (``tf_keras``), same layers."""
+    keras_module.utils.set_random_seed(SEED)
+    inp = keras_module.Input(shape=CLASSIFIER_INPUT_SHAPE[1:], name=CLASSIFIER_INPUT)
+    x = keras_module.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    x = keras_module.layers.BatchNormalization(name="bn")(x)
+    x = keras_module.layers.ReLU(name="relu")(x)
+    x = keras_module.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras_module.layers.Dense(CLASSIFIER_CLASSES, activation="softmax", name=CLASSIFIER_OUTPUT)(x)
+    model = keras_module.Model(inp, out, name="tiny_classifier")
     _set_classifier_weights(model.get_layer("conv"), model.get_layer("bn"), model.get_layer("probs"))
     return model
 
@@ -217,9 +224,16 @@ def write_saved_model(dest: PathLike, model: keras.Model | None = None) -> Model
     The input key is the Input layer's name ("image"); the single, unnamed output
     gets the key "output_0" -- NOT the Dense layer's name "probs".
     """
+    model = model if model is not None else keras_classifier()
+    return _export_saved_model(
+        model, dest, notes="Keras 3 model.export(); output key is 'output_0', not the layer name 'probs'"
+    )
+
+
+def _export_saved_model(model: keras.Model, dest: PathLike, notes: str = "") -> ModelFacts:
+    """``model.export(dest)`` and the facts of its serving signature."""
     import tensorflow as tf
 
-    model = model if model is not None else keras_classifier()
     out = _prepare_dir(dest)
     model.export(str(out), verbose=False)
     loaded = tf.saved_model.load(str(out))
@@ -234,7 +248,7 @@ def write_saved_model(dest: PathLike, model: keras.Model | None = None) -> Model
         input_shapes={k: _shape(v.shape) for k, v in in_specs.items()},
         output_shapes={k: _shape(v.shape) for k, v in out_specs.items()},
         signature_keys=tuple(sorted(loaded.signatures.keys())),
-        notes="Keras 3 model.export(); output key is 'output_0', not the layer name 'probs'",
+        notes=notes,
     )
 
 
@@ -310,16 +324,7 @@ def tf_keras_classifier() -> Any:
     """The same classifier (same weights) built with tf_keras (Keras 2)."""
     import tf_keras
 
-    tf_keras.utils.set_random_seed(SEED)
-    inp = tf_keras.Input(shape=CLASSIFIER_INPUT_SHAPE[1:], name=CLASSIFIER_INPUT)
-    x = tf_keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
-    x = tf_keras.layers.BatchNormalization(name="bn")(x)
-    x = tf_keras.layers.ReLU(name="relu")(x)
-    x = tf_keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = tf_keras.layers.Dense(CLASSIFIER_CLASSES, activation="softmax", name=CLASSIFIER_OUTPUT)(x)
-    model = tf_keras.Model(inp, out, name="tiny_classifier")
-    _set_classifier_weights(model.get_layer("conv"), model.get_layer("bn"), model.get_layer("probs"))
-    return model
+    return _build_classifier(tf_keras)
 
 
 def write_tf_keras_weights_h5(path: PathLike) -> ModelFacts:
@@ -381,7 +386,6 @@ def write_multi_output_keras(dest: PathLike) -> ModelFacts:
     keys; with list outputs Keras would use "output_0", "output_1".
     """
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(SEED)
     inp = keras.Input(shape=(6,), name="features")
@@ -389,21 +393,7 @@ def write_multi_output_keras(dest: PathLike) -> ModelFacts:
     probs = keras.layers.Dense(3, activation="softmax", name="class_probs")(h)
     score = keras.layers.Dense(1, name="score")(h)
     model = keras.Model(inp, {"class_probs": probs, "score": score}, name="two_heads")
-    out = _prepare_dir(dest)
-    model.export(str(out), verbose=False)
-    loaded = tf.saved_model.load(str(out))
-    sig = loaded.signatures["serving_default"]
-    in_specs: dict[str, Any] = sig.structured_input_signature[1]
-    out_specs: dict[str, Any] = sig.structured_outputs
-    return ModelFacts(
-        path=out,
-        kind="saved_model",
-        inputs=tuple(sorted(in_specs)),
-        outputs=tuple(sorted(out_specs)),
-        input_shapes={k: _shape(v.shape) for k, v in in_specs.items()},
-        output_shapes={k: _shape(v.shape) for k, v in out_specs.items()},
-        signature_keys=tuple(sorted(loaded.signatures.keys())),
-    )
+    return _export_saved_model(model, dest)
 
 
 # ------------------------------------------------------------------------ TF1 graphs
@@ -770,7 +760,7 @@ def write_tf1_checkpoint(
     with v1.Session(graph=graph, config=v1.ConfigProto(device_count={"CPU": shards})) as session:
         session.run(init)
         for _ in range(CHECKPOINT_STEPS):
-            batch = rng.uniform(0.0, 1.0, (4, *CHECKPOINT_INPUT_SHAPE[1:])).astype(np.float32)
+            batch = rng.uniform(0.0, 1.0, (4, *CHECKPOINT_IMAGE)).astype(np.float32)
             session.run(train, {x: batch, labels: rng.randint(0, CHECKPOINT_CLASSES, 4)})
         prefix = Path(saver.save(session, str(folder / "model.ckpt"), global_step=step))
 
@@ -877,7 +867,7 @@ def format_facts(facts: Sequence[ModelFacts], root: Path | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m tests.model_factory OUTDIR", file=sys.stderr)
+        print("usage: python -m bench.model_factory OUTDIR", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     root = Path(args[0])

@@ -1,5 +1,5 @@
 """The real bot (`convbot run`, its own process) against the fake Bot API on 127.0.0.1, driven
-from the test as a chat user would."""
+from a test or a bench as a chat user would."""
 
 from __future__ import annotations
 
