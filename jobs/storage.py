@@ -263,7 +263,8 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
-        self._client = self._make_client(TRANSFER_TIMEOUTS)
+        with self._explained():  # a bad AWS_DEFAULT_REGION is refused here
+            self._client = self._make_client(TRANSFER_TIMEOUTS)
 
     @property
     def location(self) -> str:
@@ -402,6 +403,7 @@ class S3Storage(Storage):
         from botocore.exceptions import (
             ConnectionClosedError,
             EndpointConnectionError,
+            InvalidRegionError,
             NoCredentialsError,
             PartialCredentialsError,
             ReadTimeoutError,
@@ -409,6 +411,8 @@ class S3Storage(Storage):
 
         if isinstance(error, NoCredentialsError | PartialCredentialsError):
             return f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: not set, or incomplete, for {self.location}"
+        if isinstance(error, InvalidRegionError):
+            return f"AWS_DEFAULT_REGION: {_one_line(str(error))}"
         if isinstance(error, ReadTimeoutError | ConnectionClosedError):
             return f"CONVBOT_S3_ENDPOINT_URL: {self._endpoint} took the connection but did not answer"
         if isinstance(error, EndpointConnectionError):  # refused, unreachable, timed out, unknown host
