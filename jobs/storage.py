@@ -167,7 +167,7 @@ class Storage(ABC):
             self._write_file(source, key)
             return key
         for path, relative in _folder_files(source):
-            self._write_file(path, f"{key}/{relative}")
+            self._write_file(path, f"{key}/{checked_relative(relative)}")
         return key
 
 
@@ -208,7 +208,7 @@ class FolderStorage(Storage):
         if not files:
             raise FileNotFoundError(f"nothing stored at {key}")
         for source, relative in files:
-            target = destination / relative
+            target = destination / checked_relative(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
         return destination
@@ -444,8 +444,8 @@ def _botocore_cause(error: BaseException) -> BaseException:
 
 def _folder_files(folder: Path) -> Iterator[tuple[Path, str]]:
     """(path, '/'-joined path relative to `folder`) of each regular file under `folder`, links never
-    followed; nothing when `folder` is not a real folder. Names inside are kept as they are (a TF.js
-    model.json names its weight files): only checked to stay inside."""
+    followed; nothing when `folder` is not a real folder. Names are kept as they are: a TF.js model.json
+    names its weight files, and the folder may hold uploads stored before names were sanitised."""
     if not _is_real_dir(folder):
         return
     for root, dirs, files in os.walk(folder):
@@ -453,7 +453,7 @@ def _folder_files(folder: Path) -> Iterator[tuple[Path, str]]:
         for name in sorted(files):
             path = Path(root) / name
             if _is_regular_file(path):
-                yield path, checked_relative(path.relative_to(folder).as_posix())
+                yield path, path.relative_to(folder).as_posix()
 
 
 def _is_real_dir(path: Path) -> bool:

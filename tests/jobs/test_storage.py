@@ -58,8 +58,9 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-def test_a_file_round_trips(storage: Storage, sources: Path, tmp_path: Path) -> None:
-    data = os.urandom(70_000)
+@pytest.mark.parametrize("size", [70_000, 9 * 1024 * 1024])  # 9 MB: over s3transfer's 8 MB multipart threshold
+def test_a_file_round_trips(storage: Storage, sources: Path, tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
     key = storage.put_artifact(41, write(sources / "pose.tflite", data))
     assert key == "artifacts/41/pose.tflite"
     assert storage.exists(key)
