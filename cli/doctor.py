@@ -1,6 +1,6 @@
 """`convbot doctor`: can this installation run the bot? One line per check, `ok`, `warn`, `FAIL` or
-`skip`, then a detail. The exit status is 1 when a check FAILed, else 0 (a container HEALTHCHECK
-runs `convbot doctor --quick`).
+`skip`, then a detail (a `storage` line only when CONVBOT_STORAGE_URL is set). The exit status is 1
+when a check FAILed, else 0 (a container HEALTHCHECK runs `convbot doctor --quick`).
 
 The checks only look: the database is opened read-only (a missing SQLite file is reported, never
 created), TensorFlow is imported in a child process (importing it takes seconds and memory this
@@ -66,6 +66,8 @@ def run_doctor(quick: bool) -> int:
         report(check_tensorflow())
     report(check_node())
     report(check_disk(settings) if settings else _skipped("disk"))
+    if settings and settings.storage_url:
+        report(check_storage(settings))
     report(check_bot_api(settings) if settings else _skipped("bot api"))
     return 1 if any(check.status == "FAIL" for check in checks) else 0
 
@@ -209,6 +211,18 @@ def check_disk(settings: BotSettings) -> Check:
     if free_mb + used_mb < limit:
         return Check("warn", "disk", f"{detail}: the disk fills before cleanup's limit")
     return Check("ok", "disk", detail)
+
+
+def check_storage(settings: BotSettings) -> Check:
+    """The bucket CONVBOT_STORAGE_URL names can be listed with boto3's credentials (nothing is written)."""
+    from jobs.storage import StorageError, storage_from_settings
+
+    try:
+        storage = storage_from_settings(settings)
+        storage.check()
+    except StorageError as error:
+        return Check("FAIL", "storage", str(error))
+    return Check("ok", "storage", f"{storage.location} via {settings.s3_endpoint_url or 'AWS S3'}")
 
 
 def check_bot_api(settings: BotSettings) -> Check:

@@ -3,8 +3,10 @@ at start with a clear message for each bad value."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +25,8 @@ class Settings(BaseSettings):
     retention_hours: float = Field(default=168.0, gt=0)
     cleanup_interval_minutes: float = Field(default=60.0, gt=0)
     max_disk_mb: float = Field(default=10240.0, gt=0)
+    storage_url: str = ""  # empty: uploads and artifacts under data_dir; or s3://bucket/prefix (jobs/storage.py)
+    s3_endpoint_url: str = ""  # empty: AWS S3; else SeaweedFS, MinIO, Ceph... (http(s)://host:port)
 
     @field_validator("data_dir")
     @classmethod
@@ -37,6 +41,22 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value.removeprefix(prefix)
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if not value:
+            return value
+        bucket, prefix = parse_storage_url(value)
+        return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("expected empty (AWS S3) or an http(s)://host:port URL")
+        return value.rstrip("/")
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -53,6 +73,23 @@ class Settings(BaseSettings):
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+
+# S3's bucket naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def parse_storage_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix"); ValueError saying what is wrong otherwise."""
+    if not url.startswith("s3://"):
+        raise ValueError("expected empty (the data dir) or s3://bucket/prefix")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(f"{bucket!r} is not a valid S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    parts = [part for part in prefix.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise ValueError("the prefix may not contain '.' or '..'")
+    return bucket, "/".join(parts)
 
 
 class SettingsError(ValueError):

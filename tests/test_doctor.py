@@ -13,6 +13,7 @@ import pytest
 from bot.fake_api import FakeBotApi
 from cli import doctor
 from cli.doctor import run_doctor
+from tests.storage_fixtures import SeaweedS3
 
 TOKEN = "4242:doctor-test-token-secret"
 
@@ -266,3 +267,36 @@ def test_the_command_line_runs_it(
     use_api(monkeypatch, fake_api)
     assert main(["doctor", "--quick"]) == 0
     assert lines(capsys.readouterr().out)["bot api"][0] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("healthy", ("ok", "s3://convbot-test/doctor via http://127.0.0.1:")),
+        (
+            "no such bucket",
+            ("FAIL", "CONVBOT_STORAGE_URL: bucket 'no-such-bucket' does not exist at http://127.0.0.1:"),
+        ),
+        ("wrong secret", ("FAIL", "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: refused by s3://convbot-test/doctor")),
+    ],
+)
+def test_the_storage_is_checked_when_it_is_set(
+    migrated_sqlite: Path,
+    s3_environment: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    expected: tuple[str, str],
+) -> None:
+    bucket = "no-such-bucket" if case == "no such bucket" else s3_environment.bucket
+    monkeypatch.setenv("CONVBOT_STORAGE_URL", f"s3://{bucket}/doctor")
+    monkeypatch.setenv("CONVBOT_S3_ENDPOINT_URL", s3_environment.endpoint_url)
+    if case == "wrong secret":
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-the-doctor-must-hide")
+    assert run_doctor(quick=True) == (0 if case == "healthy" else 1)
+    out = capsys.readouterr().out
+    checks = lines(out)
+    assert list(checks) == ["settings", "database", "tensorflow", "node", "disk", "storage", "bot api"]
+    status, detail = checks["storage"]
+    assert (status, detail[: len(expected[1])]) == expected
+    assert "wrong-secret-the-doctor-must-hide" not in out and s3_environment.secret_key not in out
