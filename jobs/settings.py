@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     retention_hours: float = Field(default=168.0, gt=0)
     cleanup_interval_minutes: float = Field(default=60.0, gt=0)
     max_disk_mb: float = Field(default=10240.0, gt=0)
+    broker_url: str = ""  # empty: jobs run in the local pool; redis://...: on `convbot worker` machines
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_broker(cls, value: str) -> str:
+        # Celery over Redis only: the lost-worker watch and the event lists live in the same Redis.
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("the broker must be a Redis URL, like redis://:password@host:6379/0")
+        return value
 
     @field_validator("data_dir")
     @classmethod
