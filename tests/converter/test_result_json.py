@@ -42,7 +42,14 @@ def test_a_conversion_result_comes_back_from_json_equal() -> None:
             outputs_manifest=(TensorEntry("heatmap", "Identity", "float32", (1, 2)),),
         ),
         ArtifactCheck(
-            Target.TFJS, Quantization.UINT16, FAILED, "too far", 1e-2, culprit="x/MatMul", advice="keep float32", engine="wasm"
+            Target.TFJS,
+            Quantization.UINT16,
+            FAILED,
+            "too far",
+            1e-2,
+            culprit="x/MatMul",
+            advice="keep float32",
+            engine="wasm",
         ),
     )
     result = ConversionResult(
