@@ -266,3 +266,20 @@ def test_the_command_line_runs_it(
     use_api(monkeypatch, fake_api)
     assert main(["doctor", "--quick"]) == 0
     assert lines(capsys.readouterr().out)["bot api"][0] == "ok"
+
+
+def test_the_broker_is_checked_when_it_is_set(
+    migrated_sqlite: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONVBOT_BROKER_URL", redis_url)
+    run_doctor(quick=True)
+    assert lines(capsys.readouterr().out)["broker"] == (
+        "warn",
+        f"{redis_url}: no conversion worker is running: start `convbot worker`",
+    )
+    monkeypatch.setenv("CONVBOT_BROKER_URL", "redis://:secret@127.0.0.1:1/0")
+    assert run_doctor(quick=True) == 1
+    out = capsys.readouterr().out
+    status, detail = lines(out)["broker"]
+    assert status == "FAIL" and "CONVBOT_BROKER_URL: cannot reach the broker at redis://***@127.0.0.1:1/0" in detail
+    assert "secret" not in out
