@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -36,14 +37,16 @@ from jobs.celery_app import (
 from jobs.events import FailureReason
 from jobs.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # A started run whose process has not been heard of for this long was lost with its worker: the job is
-# queued again (its slot key expires SLOT_TTL_SECONDS after the last heartbeat).
-LOST_AFTER_SECONDS = SLOT_TTL_SECONDS + 1.0
+# queued again. As long as a slot's key lives, so that a conversion holding the GIL may miss a few beats.
+LOST_AFTER_SECONDS = float(SLOT_TTL_SECONDS)
 # A slot whose heartbeat is older than this may be dead: it is given no job (a running job's slot is judged
 # by LOST_AFTER_SECONDS instead, since a busy process may miss a few beats).
 FRESH_SECONDS = 3.0
 # A run sent to an idle slot that no worker started within this long (the slot died meanwhile).
-START_WITHIN_SECONDS = 20.0
+START_WITHIN_SECONDS = 10.0
 # No fresh worker process seen for this long: waiting users are told that their job waits for a converter
 # (the 30 s they may wait to hear it, less the time a heartbeat takes to go stale).
 NO_CONVERTER_AFTER_SECONDS = 10.0
@@ -69,7 +72,12 @@ class Slot:
     host: str
     pid: int
     run: str  # the run token it converts, "" when idle
-    fresh: bool  # its heartbeat came within FRESH_SECONDS: alive for sure, given jobs
+    beat_age: float  # seconds since its last heartbeat
+
+    @property
+    def fresh(self) -> bool:
+        """Heard within FRESH_SECONDS: alive for sure, and given jobs."""
+        return self.beat_age < FRESH_SECONDS
 
 
 class CeleryBackend(ExecutionBackend):
@@ -129,7 +137,13 @@ class CeleryBackend(ExecutionBackend):
         token = uuid.uuid4().hex
         arguments = job_arguments_to_json(kwargs)
         with self._lock:
-            sent = self.app.send_task(TASK_NAME, args=[job_id, token, self.events_key, arguments])
+            try:
+                sent = self.app.send_task(TASK_NAME, args=[job_id, token, self.events_key, arguments])
+            except Exception:  # the broker went away: the job waits again rather than 'running' unsent
+                log.exception("job %d could not be sent to the broker", job_id)
+                self._pending.append(BackendEvent(job_id, "unstarted", message="the broker could not be reached"))
+                return
+            log.info("job=%d run=%s task=%s sent to the conversion workers", job_id, token, sent.id)
             now = time.monotonic()
             self._runs[job_id] = _Run(job_id, token, sent.id, now, seen_at=now)
 
@@ -236,8 +250,8 @@ class CeleryBackend(ExecutionBackend):
         for value, ttl_ms in zip(replies[::2], replies[1::2], strict=True):
             if value is not None:
                 data = json.loads(value)
-                fresh = ttl_ms > (SLOT_TTL_SECONDS - FRESH_SECONDS) * 1000
-                slots.append(Slot(data["host"], int(data["pid"]), data["run"], fresh))
+                beat_age = SLOT_TTL_SECONDS - ttl_ms / 1000  # its key is set with that TTL at each heartbeat
+                slots.append(Slot(data["host"], int(data["pid"]), data["run"], beat_age))
         self._slots = slots
         now = time.monotonic()
         if any(slot.fresh for slot in slots):
@@ -246,7 +260,7 @@ class CeleryBackend(ExecutionBackend):
         for run in self._runs.values():
             slot = by_run.get(run.token)
             if slot is not None:
-                run.seen_at, run.where = now, (slot.host, slot.pid)
+                run.seen_at, run.where = max(run.seen_at, now - slot.beat_age), (slot.host, slot.pid)
 
     def _watch_runs(self) -> list[BackendEvent]:
         """Runs past the time limit are killed; runs whose worker is gone are given back to the service."""

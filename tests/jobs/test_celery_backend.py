@@ -255,8 +255,10 @@ def test_a_job_whose_worker_machine_is_lost_finishes_on_the_other(
     _host, pid = _wait_until(lambda: service.backend.running_on(job_id), 60, "the job to start on a worker")
     [lost] = [worker for worker in workers if worker.holds(pid)]
 
+    killed = time.monotonic()
     lost.kill_group()  # during the 10 s the slow model sleeps: nothing converted yet
-    events.wait_for(job_id, "interrupted", timeout=30)  # seen lost by its heartbeat, queued again
+    noticed = events.wait_for(job_id, "interrupted", timeout=30)  # seen lost by its heartbeat, queued again
+    print(f"lost worker: its job queued again {noticed - killed:.1f} s after the kill")
     events.wait_for(job_id, "succeeded")
     assert events.kinds(job_id).count("succeeded") == 1 and "failed" not in events.kinds(job_id)
     [sent] = _artifact_events(events, job_id)
@@ -278,6 +280,7 @@ def test_with_no_worker_alive_the_user_is_told_and_the_job_runs_when_one_joins(
     job_id = service.submit(user, model, TFLITE_ONLY)
     told = events.wait_for(job_id, "waiting_for_converter", timeout=30)
     assert told - submitted < 30
+    print(f"no worker: the user was told {told - submitted:.1f} s after submitting")
     assert service.status(job_id).status == "queued"  # not 'running' with nobody running it
 
     workers[0].start()
