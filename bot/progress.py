@@ -100,6 +100,9 @@ class ProgressReporter:
             elif event.kind == EventKind.INTERRUPTED:
                 self.services.status_messages.pop(event.job_id, None)
                 await self._status(event.job_id, chat_id, texts.interrupted.format(job_id=event.job_id), texts)
+            elif event.kind == EventKind.WAITING_FOR_CONVERTER:
+                text = texts.waiting_for_converter.format(job_id=event.job_id)
+                await self._status(event.job_id, chat_id, text, texts)
         except Exception:  # one chat's trouble must not stop the others' progress
             log.exception("could not report %s", event)
 

@@ -54,6 +54,7 @@ class Texts:
     failed: str
     cancelled: str
     interrupted: str
+    waiting_for_converter: str
     reasons: dict[FailureReason, str]  # for failed: why, with the figures a JobEvent's reason_args name
     nothing_to_cancel: str
     cancelled_dialogue: str
@@ -150,6 +151,7 @@ EN = Texts(
     failed="Job #{job_id} failed: {reason}",
     cancelled="Job #{job_id} cancelled.",
     interrupted="Job #{job_id} was interrupted by a restart; it is queued again and will run shortly.",
+    waiting_for_converter="Job #{job_id} waits for a converter: none is running right now; it starts when one joins.",
     reasons={
         FailureReason.CONVERSION_ERROR: "{message}",
         FailureReason.TIMEOUT: "the conversion took longer than {seconds:g} s and was stopped",
@@ -259,6 +261,7 @@ ZH = Texts(
     failed="任务 #{job_id} 失败（failed）：{reason}",
     cancelled="任务 #{job_id} 已取消，状态：cancelled。",
     interrupted="任务 #{job_id} 因重启被中断（interrupted），已重新排队，很快会运行。",
+    waiting_for_converter="任务 #{job_id} 正在等待转换程序：目前没有转换程序在运行，一旦有转换程序加入就会开始。",
     reasons={
         FailureReason.CONVERSION_ERROR: "{message}",
         FailureReason.TIMEOUT: "转换耗时超过 {seconds:g} 秒，已被停止",

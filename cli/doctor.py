@@ -60,6 +60,8 @@ def run_doctor(quick: bool) -> int:
     settings, settings_check = check_settings()
     report(settings_check)
     report(check_database(settings) if settings else _skipped("database"))
+    if settings is not None and settings.broker_url:
+        report(check_broker(settings.broker_url))
     if quick:
         report(Check("skip", "tensorflow", "import not tried with --quick"))
     else:
@@ -129,6 +131,22 @@ def check_database(settings: BotSettings) -> Check:
     if not _known_revision(current):
         return Check("FAIL", "database", f"{shown}: at revision {current}, unknown to this convbot (newest {head})")
     return Check("FAIL", "database", f"{shown}: at revision {current}, newest is {head}: run convbot db upgrade")
+
+
+def check_broker(url: str) -> Check:
+    """Reach the Celery broker (CONVBOT_BROKER_URL) and count the conversion worker processes it has heard of."""
+    from jobs.celery_app import SLOT_PATTERN, check_broker, safe_url
+    from jobs.settings import SettingsError
+
+    try:
+        client = check_broker(url)
+    except SettingsError as error:
+        return Check("FAIL", "broker", str(error))
+    with client:
+        alive = sum(1 for _ in client.scan_iter(match=SLOT_PATTERN, count=1000))
+    if not alive:
+        return Check("warn", "broker", f"{safe_url(url)}: no conversion worker is running: start `convbot worker`")
+    return Check("ok", "broker", f"{safe_url(url)}: {alive} conversion worker process(es)")
 
 
 def check_tensorflow() -> Check:

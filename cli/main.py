@@ -83,6 +83,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "run", help="run the bot: on Telegram with CONVBOT_TOKEN set, else in this terminal (console mode)"
     )
 
+    commands.add_parser(
+        "worker",
+        help="run a conversion worker for the bot (CONVBOT_WORKERS processes); needs only CONVBOT_BROKER_URL",
+    )
+
     cleanup = commands.add_parser("cleanup", help="delete expired models and artifacts now (for cron)")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
@@ -199,6 +204,13 @@ def run_bot_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_worker_command(args: argparse.Namespace) -> int:
+    from jobs.celery_app import run_worker
+    from jobs.settings import load_settings
+
+    return run_worker(load_settings())
+
+
 def run_doctor_command(args: argparse.Namespace) -> int:
     return run_doctor(quick=args.quick)
 
@@ -214,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db": run_db,
         "cleanup": run_cleanup_once,
         "run": run_bot_command,
+        "worker": run_worker_command,
         "doctor": run_doctor_command,
     }
     try:

@@ -72,8 +72,8 @@ def timeout_message(seconds: float) -> str:
 def run_test_hook(model_path: Path) -> None:
     """Let tests make a conversion die the ways TensorFlow can: abort, hang, be killed, eat memory.
 
-    CONVBOT_TEST_HOOK is an action ('abort', 'hang', 'kill', 'memory'), optionally '@text' to
-    act only on models whose path contains that text. Unset in production: does nothing.
+    CONVBOT_TEST_HOOK is an action ('abort', 'hang', 'kill', 'memory', 'slow': wait 10 s, then convert), optionally
+    '@text' to act only on models whose path contains that text. Unset in production: does nothing.
     """
     hook = os.environ.get("CONVBOT_TEST_HOOK", "")
     action, _, only = hook.partition("@")
@@ -83,6 +83,8 @@ def run_test_hook(model_path: Path) -> None:
         os.abort()
     elif action == "hang":
         time.sleep(3600)
+    elif action == "slow":
+        time.sleep(10)
     elif action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "memory":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from converter.errors import BadOptionsError
 from converter.formats import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, Quantization, Target
@@ -38,6 +39,34 @@ class ConversionOptions:
     @property
     def shape_map(self) -> dict[str, tuple[int, ...]]:
         return dict(self.shapes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-like data (what a task sent to a conversion worker carries)."""
+        return {
+            "targets": [target.value for target in self.targets],
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "shapes": [[name, list(dims)] for name, dims in self.shapes],
+            "tflite_quantization": self.tflite_quantization.value,
+            "tfjs_quantization": self.tfjs_quantization.value,
+            "verify": self.verify,
+            "verify_inputs": self.verify_inputs,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConversionOptions:
+        return cls(
+            targets=tuple(Target(target) for target in data["targets"]),
+            inputs=tuple(data["inputs"]),
+            outputs=tuple(data["outputs"]),
+            shapes=tuple((name, tuple(dims)) for name, dims in data["shapes"]),
+            tflite_quantization=Quantization(data["tflite_quantization"]),
+            tfjs_quantization=Quantization(data["tfjs_quantization"]),
+            verify=data["verify"],
+            verify_inputs=data["verify_inputs"],
+            warnings=tuple(data["warnings"]),
+        )
 
 
 def _names(values: Iterable[Quantization]) -> str:

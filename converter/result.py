@@ -120,6 +120,42 @@ class ConversionResult:
         data["validation"] = [check_to_dict(check) for check in self.validation]
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConversionResult:
+        """The result `to_dict` gave (as a conversion worker on another machine sends it back)."""
+        return cls(
+            source=data["source"],
+            format=ModelFormat(data["format"]),
+            inputs=tuple(_tensor_spec(item) for item in data["inputs"]),
+            outputs=tuple(_tensor_spec(item) for item in data["outputs"]),
+            artifacts=tuple(artifact_from_dict(item) for item in data["artifacts"]),
+            timings=dict(data["timings"]),
+            versions=dict(data["versions"]),
+            warnings=tuple(data["warnings"]),
+            needs_flex_delegate=data["needs_flex_delegate"],
+            validation=tuple(check_from_dict(item) for item in data["validation"]),
+            graph_check=tuple(OutputCheck(**item) for item in data["graph_check"]),
+            log=data["log"],
+        )
+
+
+def artifact_to_dict(artifact: Artifact) -> dict[str, Any]:
+    data = asdict(artifact)
+    data["target"] = artifact.target.value
+    data["quantization"] = artifact.quantization.value
+    return data
+
+
+def artifact_from_dict(data: dict[str, Any]) -> Artifact:
+    return Artifact(
+        Target(data["target"]),
+        data["path"],
+        data["size"],
+        data["sha256"],
+        Quantization(data["quantization"]),
+        tuple(data["files"]),
+    )
+
 
 def check_to_dict(check: ArtifactCheck) -> dict[str, Any]:
     """A verdict as JSON-like data, as job records and the bot hold it."""
@@ -127,3 +163,26 @@ def check_to_dict(check: ArtifactCheck) -> dict[str, Any]:
     data["target"] = check.target.value
     data["quantization"] = check.quantization.value
     return data
+
+
+def check_from_dict(data: dict[str, Any]) -> ArtifactCheck:
+    """The verdict `check_to_dict` gave."""
+
+    def manifest(items: list[dict[str, Any]]) -> tuple[TensorEntry, ...]:
+        return tuple(TensorEntry(**{**item, "shape": tuple(item["shape"])}) for item in items)
+
+    return ArtifactCheck(
+        **{
+            **data,
+            "target": Target(data["target"]),
+            "quantization": Quantization(data["quantization"]),
+            "outputs": tuple(OutputCheck(**item) for item in data["outputs"]),
+            "inputs_manifest": manifest(data["inputs_manifest"]),
+            "outputs_manifest": manifest(data["outputs_manifest"]),
+        }
+    )
+
+
+def _tensor_spec(data: dict[str, Any]) -> TensorSpec:
+    shape = data.get("shape")
+    return TensorSpec(**{**data, "shape": None if shape is None else tuple(shape)})

@@ -17,6 +17,7 @@ from typing import Any
 from converter.child_process import CONTEXT, decode_error, exit_cause, how_it_died, timeout_message
 from converter.errors import ConvbotError
 from jobs.events import FailureReason
+from jobs.settings import Settings
 from jobs.worker import worker_main
 
 
@@ -25,7 +26,7 @@ class BackendEvent:
     """Something a running job did: a stage began, it finished, it failed."""
 
     job_id: int
-    kind: str  # progress | artifact | done | failed
+    kind: str  # progress | artifact | done | failed | lost, unstarted (its worker vanished: the job waits again)
     stage: str = ""
     result: Any = None  # the ConversionResult, for done; (Artifact, ArtifactCheck | None) for artifact
     message: str = ""  # for failed: why, in English
@@ -59,6 +60,24 @@ class ExecutionBackend(ABC):
     @abstractmethod
     def poll(self, timeout: float) -> list[BackendEvent]:
         """Events since the last poll, waiting up to `timeout` seconds for the first."""
+
+    def converters_alive(self) -> bool:
+        """False when no process is there to convert (every remote worker gone): waiting users are told."""
+        return True
+
+
+def backend_from_settings(settings: Settings) -> ExecutionBackend:
+    """Where this bot's jobs run: on `convbot worker` machines when CONVBOT_BROKER_URL is set, else here."""
+    if settings.broker_url:
+        from jobs.celery_backend import CeleryBackend  # imports Celery only when it is used
+
+        return CeleryBackend(settings)
+    return LocalWorkerPool(
+        settings.workers,
+        settings.data_dir / "logs" / "workers.log",
+        settings.job_timeout_seconds,
+        settings.job_memory_mb,
+    )
 
 
 @dataclass
@@ -182,7 +201,7 @@ class LocalWorkerPool(ExecutionBackend):
             if now - worker.job_started > self.timeout_seconds:
                 worker.kill_reason = FailureReason.TIMEOUT
                 worker.process.kill()
-            elif _resident_bytes(worker.process.pid) > self.memory_bytes:
+            elif resident_bytes(worker.process.pid) > self.memory_bytes:
                 worker.kill_reason = FailureReason.MEMORY
                 worker.process.kill()
 
@@ -214,7 +233,7 @@ class LocalWorkerPool(ExecutionBackend):
         return BackendEvent(job_id, "failed", message=message, reason=kill_reason, reason_args=args)
 
 
-def _resident_bytes(pid: int | None) -> int:
+def resident_bytes(pid: int | None) -> int:
     """A process's resident memory, from /proc (0 where that cannot be read)."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:

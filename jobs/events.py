@@ -20,7 +20,8 @@ class EventKind(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # a restart stopped it; it is queued again
+    INTERRUPTED = "interrupted"  # a restart (or its lost worker) stopped it; it is queued again
+    WAITING_FOR_CONVERTER = "waiting_for_converter"  # queued while no conversion worker is alive
 
 
 FINAL_KINDS = (EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED)

@@ -30,7 +30,7 @@ from converter.result import Artifact, ArtifactCheck, check_to_dict
 from db.models import Job, JobStatus, UploadedModel, utcnow
 from db.session import open_database
 from jobs import records
-from jobs.backend import BackendEvent, ExecutionBackend, LocalWorkerPool
+from jobs.backend import BackendEvent, ExecutionBackend, backend_from_settings
 from jobs.catalog import Catalog
 from jobs.cleanup import start_cleanup_scheduler
 from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, JobPhase, Stage, stored_stage
@@ -79,12 +79,8 @@ class JobService:
         self.reuse_results = reuse_results  # off only in benchmarks, which must convert every time
         self.sessions = session_factory
         self.catalog = Catalog(settings, session_factory)  # what the edges read and record besides jobs
-        self.backend = backend or LocalWorkerPool(
-            settings.workers,
-            settings.data_dir / "logs" / "workers.log",
-            settings.job_timeout_seconds,
-            settings.job_memory_mb,
-        )
+        self.backend = backend or backend_from_settings(settings)
+        self._told_no_converter: set[int] = set()  # waiting jobs whose users heard that no converter is alive
         self._subscribers: list[Callable[[JobEvent], None]] = []
         self._cancel_requests: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -268,6 +264,7 @@ class JobService:
             self.backend.kill(job_id, FailureReason.CANCELLED)
 
     def _start_waiting_jobs(self) -> None:
+        self._tell_waiting_for_converter()
         if self.backend.free_slots() == 0:
             return
         started: list[tuple[int, int, dict[str, Any]]] = []
@@ -285,6 +282,18 @@ class JobService:
         for job_id, user_id, kwargs in started:
             self.backend.start_job(job_id, kwargs)
             self._emit(JobEvent(job_id, user_id, EventKind.STAGE, stage=Stage.LOADING))
+
+    def _tell_waiting_for_converter(self) -> None:
+        """While no converter is alive (remote workers all gone), each waiting job's user hears it once."""
+        if self.backend.converters_alive():
+            self._told_no_converter.clear()  # a later outage is told again
+            return
+        with self.sessions() as session:
+            waiting = [(job.id, job.user_id) for job in records.waiting_jobs(session)]
+        for job_id, user_id in waiting:
+            if job_id not in self._told_no_converter:
+                self._told_no_converter.add(job_id)
+                self._emit(JobEvent(job_id, user_id, EventKind.WAITING_FOR_CONVERTER, stage=JobPhase.QUEUED))
 
     def _job_arguments(self, job: Job) -> dict[str, Any]:
         return {
@@ -324,6 +333,13 @@ class JobService:
                     out = JobEvent(
                         job.id, job.user_id, EventKind.SUCCEEDED, stage=JobPhase.DONE, message=job.error_message
                     )
+            elif event.kind == "lost":  # its worker vanished mid-job: it runs again, on another worker
+                job.status, job.stage, job.started_at = JobStatus.INTERRUPTED.value, JobPhase.QUEUED.value, None
+                out = JobEvent(job.id, job.user_id, EventKind.INTERRUPTED, stage=JobPhase.QUEUED, message=event.message)
+            elif event.kind == "unstarted":  # the worker it was sent to vanished before starting it: it waits again
+                job.status, job.stage, job.started_at = JobStatus.QUEUED.value, JobPhase.QUEUED.value, None
+                session.commit()
+                return
             else:
                 records.finish_failed(job, event.message, event.log)
                 out = self._failed(job, event.reason, event.reason_args)

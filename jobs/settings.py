@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     max_disk_mb: float = Field(default=10240.0, gt=0)
     storage_url: str = ""  # empty: uploads and artifacts under data_dir; or s3://bucket/prefix (jobs/storage.py)
     s3_endpoint_url: str = ""  # empty: AWS S3; else SeaweedFS, MinIO, Ceph... (http(s)://host:port)
+    broker_url: str = ""  # empty: jobs run in the local pool; redis://...: on `convbot worker` machines
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_broker(cls, value: str) -> str:
+        # Celery over Redis only: the lost-worker watch and the event lists live in the same Redis.
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("the broker must be a Redis URL, like redis://:password@host:6379/0")
+        return value
 
     @field_validator("data_dir")
     @classmethod

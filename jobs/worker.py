@@ -16,7 +16,7 @@ from converter.child_process import encode_error, prepare_child, run_test_hook
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to kill this worker when its parent dies: a killed bot must not leave a worker
     converting (or hung) with nobody to report to. Elsewhere the closed pipe ends it after its job."""
     try:
@@ -31,7 +31,7 @@ def worker_main(conn: Connection, log_path: str) -> None:
 
     Answers ("progress", job_id, stage), ("artifact", job_id, artifact, check), ("done", job_id, result)
     or ("failed", job_id, encoded error: see converter.child_process.encode_error)."""
-    _die_with_parent()
+    die_with_parent()
     prepare_child(log_path)
     # After prepare_child, as in converter.isolation's child: the converter loads with TensorFlow's environment set
     # and its stderr in the log.

@@ -15,6 +15,10 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
         /etc/postgresql-common/createcluster.conf
     apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
 fi
+# Redis for the Celery backend's tests: tests/redis_fixtures.py starts its own private server on 127.0.0.1.
+if ! command -v redis-server >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
 # systemd-analyze verifies deploy/convbot.service in the tests.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA = Path(__file__).parent / "data"
 
-pytest_plugins = ["tests.db_fixtures", "tests.storage_fixtures"]
+pytest_plugins = ["tests.db_fixtures", "tests.redis_fixtures", "tests.storage_fixtures"]
 
 
 @pytest.fixture(scope="session")

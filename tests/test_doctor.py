@@ -300,3 +300,20 @@ def test_the_storage_is_checked_when_it_is_set(
     status, detail = checks["storage"]
     assert (status, detail[: len(expected[1])]) == expected
     assert "wrong-secret-the-doctor-must-hide" not in out and s3_environment.secret_key not in out
+
+
+def test_the_broker_is_checked_when_it_is_set(
+    migrated_sqlite: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONVBOT_BROKER_URL", redis_url)
+    run_doctor(quick=True)
+    assert lines(capsys.readouterr().out)["broker"] == (
+        "warn",
+        f"{redis_url}: no conversion worker is running: start `convbot worker`",
+    )
+    monkeypatch.setenv("CONVBOT_BROKER_URL", "redis://:secret@127.0.0.1:1/0")
+    assert run_doctor(quick=True) == 1
+    out = capsys.readouterr().out
+    status, detail = lines(out)["broker"]
+    assert status == "FAIL" and "CONVBOT_BROKER_URL: cannot reach the broker at redis://***@127.0.0.1:1/0" in detail
+    assert "secret" not in out
