@@ -7,7 +7,6 @@ from pathlib import Path
 
 from converter.inspection import inspect
 from db.session import open_database
-from jobs import records
 from jobs.service import JobService
 from jobs.settings import load_settings
 
@@ -26,11 +25,6 @@ def warm_service(data_dir: Path, workers: int) -> JobService:
 
 def upload_for(service: JobService, telegram_id: int) -> tuple[int, int]:
     """A user and their copy of the benchmark model: (user id, model id)."""
-    with service.sessions() as session:
-        user = records.ensure_user(session, telegram_id, f"bench{telegram_id}")
-        summary = inspect(MODEL)
-        model = records.store_upload(
-            session, service.settings.models_dir, user, MODEL, MODEL.name, summary.to_dict(), summary.format.value
-        )
-        session.commit()
-        return user.id, model.id
+    user = service.catalog.record_user(telegram_id, f"bench{telegram_id}")
+    model = service.catalog.store_upload(user.id, MODEL, MODEL.name, inspect(MODEL).to_dict())
+    return user.id, model.id

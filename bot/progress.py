@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from telegram.error import BadRequest, NetworkError, TimedOut
@@ -97,9 +98,11 @@ class ProgressReporter:
                 await self._status(
                     event.job_id, chat_id, texts.cancelled.format(job_id=event.job_id), texts, final=True
                 )
-            elif event.kind == EventKind.INTERRUPTED:
-                self.services.status_messages.pop(event.job_id, None)
-                await self._status(event.job_id, chat_id, texts.interrupted.format(job_id=event.job_id), texts)
+            elif event.kind in (EventKind.INTERRUPTED, EventKind.WORKER_LOST):
+                text = texts.interrupted if event.kind == EventKind.INTERRUPTED else texts.worker_lost
+                if event.kind == EventKind.INTERRUPTED:  # a new bot: the old status message is not known to it
+                    self.services.status_messages.pop(event.job_id, None)
+                await self._status(event.job_id, chat_id, text.format(job_id=event.job_id), texts)
             elif event.kind == EventKind.WAITING_FOR_CONVERTER:
                 text = texts.waiting_for_converter.format(job_id=event.job_id)
                 await self._status(event.job_id, chat_id, text, texts)
@@ -108,7 +111,7 @@ class ProgressReporter:
 
     async def _send_early(self, job_id: int, chat_id: int, texts: Texts, ready: dict[str, Any]) -> None:
         """A file of a running job, as soon as it is converted and verified; the status says which."""
-        name = upload_name(Path(ready["path"]))
+        name = upload_name(ready["path"], ready["folder"])
         await self._status(job_id, chat_id, texts.sending.format(job_id=job_id, name=name), texts)
         sent = self.services.sent_early.setdefault(job_id, {})
         key = (ready["kind"], ready["quantization"])
@@ -120,7 +123,7 @@ class ProgressReporter:
             texts,
             ready["kind"],
             ready["quantization"],
-            Path(ready["path"]),
+            ready["path"],
             ready["check"],
         )
 
@@ -178,7 +181,7 @@ async def send_results(
                 await asyncio.to_thread(catalog.remember_file_id, file.artifact_id, early_id)
             continue
         new_id = await send_artifact(
-            bot, bot_services, job_id, chat_id, texts, kind, quant, Path(file.path), checks.get((kind, quant)), known_id
+            bot, bot_services, job_id, chat_id, texts, kind, quant, file.path, checks.get((kind, quant)), known_id
         )
         if new_id and not known_id:
             await asyncio.to_thread(catalog.remember_file_id, file.artifact_id, new_id)
@@ -187,9 +190,10 @@ async def send_results(
         await with_network_retries(lambda: bot.send_message(chat_id, report))
 
 
-def upload_name(path: Path) -> str:
-    """The file name a user receives: a folder (TF.js model) goes as a zip of it."""
-    return path.name if path.is_file() else f"{path.name}.zip"
+def upload_name(key: str, folder: bool) -> str:
+    """The file name a user receives: a folder (a TF.js model, a SavedModel) goes as a zip of it."""
+    name = PurePosixPath(key).name
+    return f"{name}.zip" if folder else name
 
 
 async def send_artifact(
@@ -200,18 +204,23 @@ async def send_artifact(
     texts: Texts,
     kind: str,
     quant: str,
-    path: Path,
+    key: str,
     check: dict[str, Any] | None,
     file_id: str | None = None,
 ) -> str | None:
-    """One file with its verdict in the caption; returns Telegram's id for it (to send it again by id)."""
-    name = upload_name(path)
-    document: Any = path
-    if path.is_dir():
-        document = bot_services.settings.tmp_dir / f"send-{job_id}-{kind}-{quant}" / name
-        await asyncio.to_thread(zip_folder, path, document)
-    caption = caption_text(texts, check, name, format_size(Path(document).stat().st_size), quant)
-    sent = await bot.send_document(
-        chat_id, document=file_id or Path(document).read_bytes(), filename=name, caption=caption[:1000]
-    )
+    """One stored file with its verdict in the caption; returns Telegram's id for it (to send it again by id)."""
+    scratch = bot_services.settings.tmp_dir / f"send-{job_id}-{kind}-{quant}"
+    try:
+        path = await asyncio.to_thread(bot_services.catalog.local_file, key, scratch)
+        name = upload_name(key, path.is_dir())
+        document = path
+        if path.is_dir():
+            document = scratch / "zip" / name
+            await asyncio.to_thread(zip_folder, path, document)
+        caption = caption_text(texts, check, name, format_size(document.stat().st_size), quant)
+        sent = await bot.send_document(
+            chat_id, document=file_id or document.read_bytes(), filename=name, caption=caption[:1000]
+        )
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)  # fetched and zipped copies, not the stored file
     return sent.document.file_id if sent.document is not None else None

@@ -54,6 +54,7 @@ class Texts:
     failed: str
     cancelled: str
     interrupted: str
+    worker_lost: str
     waiting_for_converter: str
     reasons: dict[FailureReason, str]  # for failed: why, with the figures a JobEvent's reason_args name
     nothing_to_cancel: str
@@ -151,6 +152,7 @@ EN = Texts(
     failed="Job #{job_id} failed: {reason}",
     cancelled="Job #{job_id} cancelled.",
     interrupted="Job #{job_id} was interrupted by a restart; it is queued again and will run shortly.",
+    worker_lost="Job #{job_id}: the converter running it stopped answering; it is queued again for another one.",
     waiting_for_converter="Job #{job_id} waits for a converter: none is running right now; it starts when one joins.",
     reasons={
         FailureReason.CONVERSION_ERROR: "{message}",
@@ -261,6 +263,7 @@ ZH = Texts(
     failed="任务 #{job_id} 失败（failed）：{reason}",
     cancelled="任务 #{job_id} 已取消，状态：cancelled。",
     interrupted="任务 #{job_id} 因重启被中断（interrupted），已重新排队，很快会运行。",
+    worker_lost="任务 #{job_id}：运行它的转换程序已无响应，已重新排队，将由另一个转换程序运行。",
     waiting_for_converter="任务 #{job_id} 正在等待转换程序：目前没有转换程序在运行，一旦有转换程序加入就会开始。",
     reasons={
         FailureReason.CONVERSION_ERROR: "{message}",

@@ -191,8 +191,10 @@ def run_bot_command(args: argparse.Namespace) -> int:
     from bot.app import run_bot
     from bot.settings import BotSettings
     from jobs.settings import load_settings_as
+    from jobs.startup_checks import check_services
 
     settings = load_settings_as(BotSettings)
+    check_services(settings)  # a bad storage or broker setting stops here, in one line
     if settings.token:
         run_bot(settings)
         return 0

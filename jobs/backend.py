@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
 from converter.child_process import CONTEXT, decode_error, exit_cause, how_it_died, timeout_message
 from converter.errors import ConvbotError
 from jobs.events import FailureReason
+from jobs.job_conversion import JobArguments
 from jobs.settings import Settings
 from jobs.worker import worker_main
 
@@ -50,8 +50,8 @@ class ExecutionBackend(ABC):
         """How many more jobs could start now."""
 
     @abstractmethod
-    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
-        """Begin `convert_in_process(**kwargs)` for `job_id`."""
+    def start_job(self, arguments: JobArguments) -> None:
+        """Begin the job's conversion (jobs.job_conversion.run_job, where a worker runs it)."""
 
     @abstractmethod
     def kill(self, job_id: int, reason: FailureReason) -> None:
@@ -72,12 +72,7 @@ def backend_from_settings(settings: Settings) -> ExecutionBackend:
         from jobs.celery_backend import CeleryBackend  # imports Celery only when it is used
 
         return CeleryBackend(settings)
-    return LocalWorkerPool(
-        settings.workers,
-        settings.data_dir / "logs" / "workers.log",
-        settings.job_timeout_seconds,
-        settings.job_memory_mb,
-    )
+    return LocalWorkerPool(settings)
 
 
 @dataclass
@@ -92,17 +87,18 @@ class _Worker:
 
 
 class LocalWorkerPool(ExecutionBackend):
-    """`size` warm worker processes. A job that runs too long or uses too much memory is killed;
+    """CONVBOT_WORKERS warm worker processes. A job that runs too long or uses too much memory is killed;
     a worker that dies fails only its job and is replaced.
 
     Thread-safe: the service's dispatcher polls while another thread may stop or restart the pool.
     """
 
-    def __init__(self, size: int, log_path: Path, timeout_seconds: float, memory_mb: int) -> None:
-        self.size = size
-        self.log_path = log_path
-        self.timeout_seconds = timeout_seconds
-        self.memory_bytes = memory_mb * 1024 * 1024
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # the workers' too: where the storage is, their scratch folder
+        self.size = settings.workers
+        self.log_path = settings.data_dir / "logs" / "workers.log"
+        self.timeout_seconds = settings.job_timeout_seconds
+        self.memory_bytes = settings.job_memory_mb * 1024 * 1024
         self.workers: list[_Worker] = []
         self._lock = threading.RLock()
 
@@ -114,7 +110,7 @@ class LocalWorkerPool(ExecutionBackend):
 
     def _spawn(self) -> _Worker:
         parent, child = CONTEXT.Pipe()
-        process = CONTEXT.Process(target=worker_main, args=(child, str(self.log_path)), daemon=True)
+        process = CONTEXT.Process(target=worker_main, args=(child, str(self.log_path), self.settings), daemon=True)
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -137,11 +133,11 @@ class LocalWorkerPool(ExecutionBackend):
         with self._lock:
             return sum(1 for w in self.workers if w.ready and w.job_id is None)
 
-    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
+    def start_job(self, arguments: JobArguments) -> None:
         with self._lock:
             worker = next(w for w in self.workers if w.ready and w.job_id is None)
-            worker.job_id, worker.job_started, worker.kill_reason = job_id, time.monotonic(), None
-            worker.conn.send(("job", job_id, kwargs))
+            worker.job_id, worker.job_started, worker.kill_reason = arguments.job_id, time.monotonic(), None
+            worker.conn.send(("job", arguments))
 
     def kill(self, job_id: int, reason: FailureReason) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from db.models import Artifact, Job, JobStatus, UploadedModel, User, utcnow
 from jobs import records
 from jobs.cleanup import run_cleanup
 from jobs.settings import Settings
+from jobs.storage import Storage, stored_key
 
 UNFINISHED = (JobStatus.RUNNING.value, JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value)
 DELIVERED = (JobStatus.SUCCEEDED.value, JobStatus.PARTIAL.value)
@@ -82,9 +83,10 @@ class Counts:
 class Catalog:
     """Users, uploads and jobs as the edges see them."""
 
-    def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session], storage: Storage) -> None:
         self.settings = settings
         self.sessions = session_factory
+        self.storage = storage
 
     # -- users and uploads
 
@@ -105,9 +107,7 @@ class Catalog:
         with self.sessions() as session:
             user = session.get(User, user_id)
             assert user is not None, f"user {user_id} is not recorded"
-            model = records.store_upload(
-                session, self.settings.models_dir, user, path, name, summary, summary["format"]
-            )
+            model = records.store_upload(session, self.storage, user, path, name, summary, summary["format"])
             model.expires_at = model.created_at + timedelta(hours=self.settings.retention_hours)
             session.commit()
             return _model_view(model)
@@ -170,6 +170,11 @@ class Catalog:
                 if a.deleted_at is None
             )
             return JobFiles(files, dict(job.result))
+
+    def local_file(self, recorded: str, scratch: Path) -> Path:
+        """A job's file to send, on this disk: in place in the data folder, else fetched into `scratch`
+        (which the caller removes)."""
+        return self.storage.local_path(stored_key(recorded, self.settings.data_dir), scratch)
 
     def remember_file_id(self, artifact_id: int, file_id: str) -> None:
         """Telegram keeps sent files: they can be sent again by id, without uploading."""

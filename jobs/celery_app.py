@@ -30,10 +30,12 @@ import redis
 from celery import Celery
 from celery.signals import worker_process_init
 
-from converter.child_process import encode_error, prepare_child, run_test_hook
-from converter.options import ConversionOptions
+from converter.child_process import encode_error, prepare_child
 from converter.result import artifact_to_dict, check_to_dict
+from jobs.job_conversion import JobArguments, run_job
 from jobs.settings import Settings, SettingsError
+from jobs.startup_checks import check_services
+from jobs.storage import Storage, storage_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -99,28 +101,7 @@ def safe_url(url: str) -> str:
     return f"{scheme}{sep}{'***@' if at and credentials else ''}{host}"
 
 
-# -- what travels: a job's arguments and its events
-
-
-def job_arguments_to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The service's `convert_in_process` arguments as JSON-like data (paths as text, options as a dict)."""
-    return {
-        "model_path": str(kwargs["model_path"]),
-        "out_dir": str(kwargs["out_dir"]),
-        "work_dir": str(kwargs["work_dir"]),
-        "stem": kwargs["stem"],
-        "options": kwargs["options"].to_dict(),
-    }
-
-
-def job_arguments_from_json(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "model_path": Path(data["model_path"]),
-        "out_dir": Path(data["out_dir"]),
-        "work_dir": Path(data["work_dir"]),
-        "stem": data["stem"],
-        "options": ConversionOptions.from_dict(data["options"]),
-    }
+# -- what travels back: a run's events
 
 
 @dataclass
@@ -163,6 +144,8 @@ class _WarmProcess:
 
     client: redis.Redis
     memory_bytes: int
+    storage: Storage  # where this worker reads models and writes artifacts
+    scratch: Path  # this worker's own folder for a job's files
     slot: str = field(default_factory=lambda: f"convbot:slot:{socket.gethostname()}:{os.getpid()}")
     events: RunEvents | None = None  # of the run in progress
 
@@ -217,7 +200,13 @@ def prepare_worker_processes(settings: Settings) -> None:
         from converter.conversion import tool_versions
 
         tool_versions()
-        _warm = _WarmProcess(check_broker(settings.broker_url), settings.job_memory_mb * 1024 * 1024)
+        # The storage's client is made here, in the process that uses it: an S3 client must not cross a fork.
+        _warm = _WarmProcess(
+            check_broker(settings.broker_url),
+            settings.job_memory_mb * 1024 * 1024,
+            storage_from_settings(settings),
+            settings.tmp_dir,
+        )
         _warm.beat()
         _warm.start_heartbeat()
 
@@ -237,16 +226,14 @@ def convert_task(job_id: int, run: str, events_key: str, arguments: dict[str, An
     warm.beat()
     try:
         events.send("started", host=socket.gethostname(), pid=os.getpid())
-        _convert(events, job_arguments_from_json(arguments))
+        _convert(events, JobArguments.from_dict(arguments), warm.storage, warm.scratch)
     finally:
         warm.events = None
         with contextlib.suppress(redis.RedisError, OSError):
             warm.beat()
 
 
-def _convert(events: RunEvents, kwargs: dict[str, Any]) -> None:
-    from converter.conversion import convert_in_process
-
+def _convert(events: RunEvents, arguments: JobArguments, storage: Storage, scratch: Path) -> None:
     def progress(stage: str) -> None:
         events.send("progress", stage=stage)
 
@@ -254,8 +241,7 @@ def _convert(events: RunEvents, kwargs: dict[str, Any]) -> None:
         events.send("artifact", artifact=artifact_to_dict(artifact), check=check_to_dict(check) if check else None)
 
     try:
-        run_test_hook(kwargs["model_path"])
-        result = convert_in_process(**kwargs, progress=progress, on_artifact=artifact_ready)
+        result = run_job(arguments, storage, scratch, progress, artifact_ready)
     except Exception as error:  # fails the job; an unexpected error with its traceback for the record
         events.finish("failed", error=list(encode_error(error)))
     else:
@@ -264,7 +250,8 @@ def _convert(events: RunEvents, kwargs: dict[str, Any]) -> None:
 
 def run_worker(settings: Settings) -> int:
     """`convbot worker`: a Celery worker with CONVBOT_WORKERS warm processes; needs only the broker."""
-    check_broker(settings.broker_url)
+    check_broker(settings.broker_url)  # names CONVBOT_BROKER_URL when it is not set, too
+    check_services(settings)
     app = make_app(settings)
     prepare_worker_processes(settings)
     app.worker_main(

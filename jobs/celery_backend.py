@@ -30,11 +30,11 @@ from jobs.celery_app import (
     SLOT_TTL_SECONDS,
     TASK_NAME,
     check_broker,
-    job_arguments_to_json,
     make_app,
     run_key,
 )
 from jobs.events import FailureReason
+from jobs.job_conversion import JobArguments
 from jobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,11 @@ class CeleryBackend(ExecutionBackend):
             unplaced = sum(1 for run in self._runs.values() if run.where is None)
             return max(0, idle - unplaced)
 
-    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
-        token = uuid.uuid4().hex
-        arguments = job_arguments_to_json(kwargs)
+    def start_job(self, arguments: JobArguments) -> None:
+        token, job_id = uuid.uuid4().hex, arguments.job_id
         with self._lock:
             try:
-                sent = self.app.send_task(TASK_NAME, args=[job_id, token, self.events_key, arguments])
+                sent = self.app.send_task(TASK_NAME, args=[job_id, token, self.events_key, arguments.to_dict()])
             except Exception:  # the broker went away: the job waits again rather than 'running' unsent
                 log.exception("job %d could not be sent to the broker", job_id)
                 self._pending.append(BackendEvent(job_id, "unstarted", message="the broker could not be reached"))

@@ -20,7 +20,8 @@ class EventKind(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # a restart (or its lost worker) stopped it; it is queued again
+    INTERRUPTED = "interrupted"  # a restart of the bot stopped it; it is queued again
+    WORKER_LOST = "worker_lost"  # the conversion machine running it was lost; it is queued again
     WAITING_FOR_CONVERTER = "waiting_for_converter"  # queued while no conversion worker is alive
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from converter.formats import Quantization, Target
 from converter.options import ConversionOptions
-from converter.result import ERROR, ConversionResult, sha256_file
+from converter.result import ERROR, ConversionResult
 from db.models import Artifact, Job, JobStatus, UploadedModel, User, utcnow
+from jobs.storage import Storage
 
 WAITING = (JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value)
 
@@ -39,32 +40,22 @@ def ensure_user(session: Session, telegram_id: int | None, name: str = "", langu
 
 def store_upload(
     session: Session,
-    models_dir: Path,
+    storage: Storage,
     user: User,
     source: Path,
     original_name: str,
     summary: dict[str, Any],
     model_format: str,
 ) -> UploadedModel:
-    """Keep an uploaded model under the data directory, by content hash, and record it."""
-    digest = sha256_file(source)
-    folder = models_dir / digest[:2] / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    stored = folder / (Path(original_name).name or "model")
-    # The same bytes sent again under another name are kept once; a different suffix is kept apart,
-    # since a few formats are recognised by it (a checkpoint's `.meta`).
-    kept = next((p for p in sorted(folder.iterdir()) if p.suffix == stored.suffix), None)
-    if kept is not None:
-        stored = kept
-    else:
-        shutil.copyfile(source, stored)
+    """Keep an uploaded model in the storage, once per content, and record it under its key."""
+    key = storage.put_upload(source, original_name)
     record = UploadedModel(
         user_id=user.id,
-        sha256=digest,
-        size=stored.stat().st_size,
+        sha256=key.split("/")[2],  # models/<sha[:2]>/<sha>/<name>
+        size=source.stat().st_size,
         format=model_format,
         original_name=original_name,
-        storage_path=str(stored),
+        storage_path=key,
         summary=summary,
     )
     session.add(record)
@@ -101,13 +92,13 @@ def cache_key(model_sha256: str, options: ConversionOptions) -> str:
     return hashlib.sha256(described.encode()).hexdigest()
 
 
-def find_cached_job(session: Session, key: str) -> Job | None:
-    """A finished job with this cache key whose artifacts are all still on disk."""
+def find_cached_job(session: Session, key: str, is_stored: Callable[[str], bool]) -> Job | None:
+    """A finished job with this cache key whose artifacts are all still stored (`is_stored(their path)`)."""
     candidates = session.scalars(
         select(Job).where(Job.cache_key == key, Job.status == JobStatus.SUCCEEDED.value).order_by(Job.id.desc())
     )
     for job in candidates:
-        if job.artifacts and all(a.deleted_at is None and Path(a.path).exists() for a in job.artifacts):
+        if job.artifacts and all(a.deleted_at is None and is_stored(a.path) for a in job.artifacts):
             return job
     return None
 

@@ -34,7 +34,9 @@ from jobs.backend import BackendEvent, ExecutionBackend, backend_from_settings
 from jobs.catalog import Catalog
 from jobs.cleanup import start_cleanup_scheduler
 from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, JobPhase, Stage, stored_stage
+from jobs.job_conversion import JobArguments
 from jobs.settings import Settings
+from jobs.storage import storage_from_settings, stored_key
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,13 @@ __all__ = ["JobEvent", "JobService", "JobView", "ready_file"]  # JobEvent re-exp
 
 
 def ready_file(artifact: Artifact, check: ArtifactCheck | None) -> dict[str, Any]:
-    """A delivered artifact as the bot sends it: its kind, quantization, path and check (JSON-like)."""
+    """A delivered artifact as the bot sends it: its kind, quantization, storage key, whether it is a folder
+    (sent as a zip) and its check (JSON-like)."""
     return {
         "kind": artifact.target.value,
         "quantization": artifact.quantization.value,
         "path": artifact.path,
+        "folder": bool(artifact.files),
         "check": check_to_dict(check) if check is not None else None,
     }
 
@@ -78,7 +82,8 @@ class JobService:
         self.settings = settings
         self.reuse_results = reuse_results  # off only in benchmarks, which must convert every time
         self.sessions = session_factory
-        self.catalog = Catalog(settings, session_factory)  # what the edges read and record besides jobs
+        self.storage = storage_from_settings(settings)  # uploads and artifacts: the data folder or S3
+        self.catalog = Catalog(settings, session_factory, self.storage)  # what the edges read and record
         self.backend = backend or backend_from_settings(settings)
         self._told_no_converter: set[int] = set()  # waiting jobs whose users heard that no converter is alive
         self._subscribers: list[Callable[[JobEvent], None]] = []
@@ -101,8 +106,8 @@ class JobService:
     def start(self, dispatch: bool = True) -> None:
         """Recover jobs a previous process left running, start the workers and the dispatcher.
         With `dispatch=False` no dispatcher thread runs: the caller (a test) calls `dispatch_once`."""
-        for folder in (self.settings.models_dir, self.settings.artifacts_dir, self.settings.tmp_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.storage.check()  # StorageError naming the setting at fault: bad storage fails at start
         self._recover_interrupted()
         self.backend.start()
         if dispatch:
@@ -133,7 +138,7 @@ class JobService:
             job = Job(user_id=user_id, model_id=model_id, cache_key=key, **records.options_to_record(options))
             session.add(job)
             session.flush()
-            cached = records.find_cached_job(session, key) if self.reuse_results else None
+            cached = records.find_cached_job(session, key, self._is_stored) if self.reuse_results else None
             if cached is not None:
                 records.copy_cached_result(session, job, cached)
                 event = JobEvent(job.id, user_id, EventKind.SUCCEEDED, stage=JobPhase.DONE, cached=True)
@@ -267,7 +272,7 @@ class JobService:
         self._tell_waiting_for_converter()
         if self.backend.free_slots() == 0:
             return
-        started: list[tuple[int, int, dict[str, Any]]] = []
+        started: list[tuple[int, JobArguments]] = []
         with self.sessions() as session:
             busy_users = records.running_user_ids(session)
             for job in records.waiting_jobs(session):
@@ -277,11 +282,11 @@ class JobService:
                     continue  # one running job per user; the rest wait in order
                 busy_users.add(job.user_id)
                 job.status, job.stage, job.started_at = JobStatus.RUNNING.value, Stage.LOADING.value, utcnow()
-                started.append((job.id, job.user_id, self._job_arguments(job)))
+                started.append((job.user_id, self._job_arguments(job)))
             session.commit()
-        for job_id, user_id, kwargs in started:
-            self.backend.start_job(job_id, kwargs)
-            self._emit(JobEvent(job_id, user_id, EventKind.STAGE, stage=Stage.LOADING))
+        for user_id, arguments in started:
+            self.backend.start_job(arguments)
+            self._emit(JobEvent(arguments.job_id, user_id, EventKind.STAGE, stage=Stage.LOADING))
 
     def _tell_waiting_for_converter(self) -> None:
         """While no converter is alive (remote workers all gone), each waiting job's user hears it once."""
@@ -295,14 +300,16 @@ class JobService:
                 self._told_no_converter.add(job_id)
                 self._emit(JobEvent(job_id, user_id, EventKind.WAITING_FOR_CONVERTER, stage=JobPhase.QUEUED))
 
-    def _job_arguments(self, job: Job) -> dict[str, Any]:
-        return {
-            "model_path": Path(job.model.storage_path),
-            "out_dir": self.settings.artifacts_dir / str(job.id),
-            "options": records.options_from_job(job),
-            "work_dir": self.settings.tmp_dir / f"job-{job.id}",
-            "stem": artifact_stem(Path(job.model.original_name)),
-        }
+    def _is_stored(self, recorded: str) -> bool:
+        return self.storage.exists(stored_key(recorded, self.settings.data_dir))
+
+    def _job_arguments(self, job: Job) -> JobArguments:
+        return JobArguments(
+            job.id,
+            stored_key(job.model.storage_path, self.settings.data_dir),
+            artifact_stem(Path(job.model.original_name)),
+            records.options_from_job(job),
+        )
 
     def _apply(self, event: BackendEvent) -> None:
         with self.sessions() as session:
@@ -335,7 +342,7 @@ class JobService:
                     )
             elif event.kind == "lost":  # its worker vanished mid-job: it runs again, on another worker
                 job.status, job.stage, job.started_at = JobStatus.INTERRUPTED.value, JobPhase.QUEUED.value, None
-                out = JobEvent(job.id, job.user_id, EventKind.INTERRUPTED, stage=JobPhase.QUEUED, message=event.message)
+                out = JobEvent(job.id, job.user_id, EventKind.WORKER_LOST, stage=JobPhase.QUEUED, message=event.message)
             elif event.kind == "unstarted":  # the worker it was sent to vanished before starting it: it waits again
                 job.status, job.stage, job.started_at = JobStatus.QUEUED.value, JobPhase.QUEUED.value, None
                 session.commit()

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from converter.result import sha256_file
@@ -154,11 +154,23 @@ class Storage(ABC):
         """Store the local file `source` at `key`, replacing what was there."""
 
     def put_upload(self, source: Path, original_name: str) -> str:
-        """Store an uploaded model once: the same bytes under the same name store nothing. Returns its key."""
-        key = upload_key(sha256_file(source), original_name)
-        if not self.exists(key):
-            self._write_file(source, key)
+        """Store an uploaded model once: the same bytes store nothing more, under any name with the same
+        suffix (a few formats are recognised by it: a checkpoint's `.meta`). Returns its key."""
+        digest = sha256_file(source)
+        key = upload_key(digest, original_name)
+        if self.exists(key):
+            return key
+        suffix = PurePosixPath(key).suffix
+        for stored in self.list_files(f"{UPLOADS}/{digest[:2]}/{digest}"):
+            if PurePosixPath(stored.key).suffix == suffix:
+                return stored.key
+        self._write_file(source, key)
         return key
+
+    def local_path(self, key: str, scratch: Path) -> Path:
+        """A local file or folder holding what `key` holds, to read: fetched into the folder `scratch`
+        (which the caller removes) unless the storage is on this disk already."""
+        return self.fetch(key, scratch / PurePosixPath(key).name)
 
     def put_artifact(self, job_id: int, source: Path) -> str:
         """Store a job's artifact, a file or a folder, under the job id and `source`'s name. Returns its key."""
@@ -193,6 +205,12 @@ class FolderStorage(Storage):
     def path(self, key: str) -> Path:
         """The local path of `key` (the local pool may read it in place)."""
         return self.root / checked_key(key)
+
+    def local_path(self, key: str, scratch: Path) -> Path:
+        path = self.path(key)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"nothing stored at {key}")
+        return path
 
     def exists(self, key: str) -> bool:
         path = self.path(key)
@@ -418,6 +436,15 @@ class S3Storage(Storage):
         if isinstance(error, EndpointConnectionError):  # refused, unreachable, timed out, unknown host
             return f"CONVBOT_S3_ENDPOINT_URL: cannot connect to {self._endpoint}"
         return f"CONVBOT_S3_ENDPOINT_URL: {self._endpoint}: {type(error).__name__}: {_one_line(str(error))}"
+
+
+def stored_key(recorded: str, data_dir: Path) -> str:
+    """The storage key a record holds. Records written before storage keys hold the absolute path of a file
+    in the data folder: its part below the folder is its key."""
+    path = Path(recorded)
+    if path.is_absolute() and path.is_relative_to(data_dir):
+        return path.relative_to(data_dir).as_posix()
+    return recorded
 
 
 def storage_from_settings(settings: Settings) -> Storage:

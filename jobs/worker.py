@@ -9,9 +9,14 @@ import ctypes
 import os
 import signal
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from converter.child_process import encode_error, prepare_child, run_test_hook
+from converter.child_process import encode_error, prepare_child
+from jobs.settings import Settings
+from jobs.storage import storage_from_settings
+
+if TYPE_CHECKING:
+    from jobs.job_conversion import JobArguments
 
 PR_SET_PDEATHSIG = 1
 
@@ -26,8 +31,8 @@ def die_with_parent() -> None:
         pass
 
 
-def worker_main(conn: Connection, log_path: str) -> None:
-    """Serve ("job", job_id, kwargs) requests on `conn` until ("stop",) or the pipe closes.
+def worker_main(conn: Connection, log_path: str, settings: Settings) -> None:
+    """Serve ("job", JobArguments) requests on `conn` until ("stop",) or the pipe closes.
 
     Answers ("progress", job_id, stage), ("artifact", job_id, artifact, check), ("done", job_id, result)
     or ("failed", job_id, encoded error: see converter.child_process.encode_error)."""
@@ -35,9 +40,11 @@ def worker_main(conn: Connection, log_path: str) -> None:
     prepare_child(log_path)
     # After prepare_child, as in converter.isolation's child: the converter loads with TensorFlow's environment set
     # and its stderr in the log.
-    from converter.conversion import convert_in_process, tool_versions
+    from converter.conversion import tool_versions
+    from jobs.job_conversion import run_job
 
     tool_versions()  # imports TensorFlow, Keras and tensorflowjs now, not in the first job
+    storage = storage_from_settings(settings)  # made here: an S3 client must not cross a process boundary
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -46,7 +53,8 @@ def worker_main(conn: Connection, log_path: str) -> None:
             return
         if message[0] != "job":
             return
-        _, job_id, kwargs = message
+        arguments: JobArguments = message[1]
+        job_id = arguments.job_id
 
         def progress(stage: str, job_id: int = job_id) -> None:
             conn.send(("progress", job_id, stage))
@@ -55,8 +63,7 @@ def worker_main(conn: Connection, log_path: str) -> None:
             conn.send(("artifact", job_id, artifact, check))  # sent to the user before the next target
 
         try:
-            run_test_hook(kwargs["model_path"])
-            result: Any = convert_in_process(**kwargs, progress=progress, on_artifact=artifact_ready)
+            result: Any = run_job(arguments, storage, settings.tmp_dir, progress, artifact_ready)
             conn.send(("done", job_id, result))
         except Exception as error:  # fails the job; an unexpected error with its traceback for the record
             conn.send(("failed", job_id, encode_error(error)))

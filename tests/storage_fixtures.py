@@ -199,16 +199,28 @@ def seaweedfs_server() -> Iterator[SeaweedS3]:
     yield from _start_server()
 
 
+def s3_variables(server: SeaweedS3, prefix: str) -> dict[str, str]:
+    """The environment of a convbot process (a `convbot worker`, a bot) that keeps its files under `prefix`
+    of the server's bucket, and sees nothing of this machine's own AWS configuration."""
+    return {
+        "CONVBOT_STORAGE_URL": f"s3://{server.bucket}/{prefix}",
+        "CONVBOT_S3_ENDPOINT_URL": server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",  # never ask a cloud's metadata address
+    }
+
+
 @pytest.fixture
 def s3_environment(seaweedfs_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> SeaweedS3:
     """boto3 sees the server's identity and nothing of this machine's AWS configuration."""
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs_server.secret_key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask a cloud's metadata address
+    for name, value in s3_variables(seaweedfs_server, "").items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
     return seaweedfs_server

@@ -69,7 +69,9 @@ class FakeApiThread:
 class BotProcess:
     """`convbot run` in a child process, configured through its environment as an operator would."""
 
-    def __init__(self, api_url: str, data_dir: Path, log_path: Path, **settings: str) -> None:
+    def __init__(
+        self, api_url: str, data_dir: Path, log_path: Path, env_extra: dict[str, str] | None = None, **settings: str
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVBOT_")}
         env.update(
             {
@@ -82,6 +84,7 @@ class BotProcess:
             }
         )
         env.update({f"CONVBOT_{k.upper()}": v for k, v in settings.items()})
+        env.update(env_extra or {})  # variables by their full name (the storage's AWS_* credentials)
         self.log_path = log_path
         self.log = log_path.open("w")
         self.process = subprocess.Popen(

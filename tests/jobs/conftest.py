@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from jobs import records
 from jobs.service import JobEvent, JobService
 from jobs.settings import Settings, load_settings
+from jobs.storage import FolderStorage
 from tests.jobs.scripted_backend import ScriptedBackend, tflite_artifact, tflite_result
 
 
@@ -38,10 +39,10 @@ class Scheduler:
     def succeed(self, job_id: int) -> None:
         """The running job converts its model and reports one checked file, as a worker does."""
         self.backend.progress(job_id, "convert_tflite")
-        artifact, check = tflite_artifact(self.backend.arguments[job_id])
+        artifact, check = tflite_artifact(self.backend.arguments[job_id], self.service.settings.data_dir)
         self.backend.artifact(job_id, artifact, check)
         self.backend.progress(job_id, "validate")
-        self.backend.finish(job_id, tflite_result(self.backend.arguments[job_id]))
+        self.backend.finish(job_id, tflite_result(self.backend.arguments[job_id], self.service.settings.data_dir))
         self.dispatch()
 
     def position(self, job_id: int) -> int:
@@ -84,7 +85,8 @@ def upload(settings: Settings, session_factory: sessionmaker[Session], tmp_path:
         source.write_bytes(content if content is not None else name.encode())  # by default: a model of its own
         with session_factory() as session:
             user = records.ensure_user(session, telegram_id, f"user{telegram_id}")
-            model = records.store_upload(session, settings.models_dir, user, source, name, {}, "frozen-graph")
+            storage = FolderStorage(settings.data_dir)
+            model = records.store_upload(session, storage, user, source, name, {}, "frozen-graph")
             session.commit()
             return user.id, model.id
 

@@ -7,7 +7,7 @@ milliseconds and without TensorFlow.
     job_id = service.submit(user_id, model_id, options)
     service.dispatch_once()                      # the job starts: backend.started == [job_id]
     backend.progress(job_id, "convert_tflite")
-    backend.finish(job_id, tflite_result(backend.arguments[job_id]))
+    backend.finish(job_id, tflite_result(backend.arguments[job_id], settings.data_dir))
     service.dispatch_once()                      # the service hears both, in order
 
 Each call queues what a real worker would report; `poll` plays the queue back in order.
@@ -16,8 +16,8 @@ Each call queues what a real worker would report; `poll` plays the queue back in
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from converter.formats import ModelFormat, Quantization, Target
 from converter.isolation import how_it_died
@@ -25,6 +25,8 @@ from converter.result import PASSED, Artifact, ArtifactCheck, ConversionResult, 
 from converter.summary import TensorSpec
 from jobs.backend import BackendEvent, ExecutionBackend
 from jobs.events import FailureReason
+from jobs.job_conversion import JobArguments
+from jobs.storage import FolderStorage, artifact_key
 
 
 class ScriptedBackend(ExecutionBackend):
@@ -33,7 +35,7 @@ class ScriptedBackend(ExecutionBackend):
     def __init__(self, slots: int = 1) -> None:
         self.slots = slots  # how many jobs may run at once; a test may change it at any time
         self.started: list[int] = []  # job ids, in the order the service started them
-        self.arguments: dict[int, dict[str, Any]] = {}  # job id -> its convert_in_process arguments
+        self.arguments: dict[int, JobArguments] = {}  # job id -> what the service sent
         self.killed: dict[int, str] = {}  # job id -> the reason the service gave
         self.running: set[int] = set()  # started, and their end not yet polled
         self.is_started = False
@@ -50,13 +52,14 @@ class ScriptedBackend(ExecutionBackend):
     def free_slots(self) -> int:
         return max(0, self.slots - len(self.running))
 
-    def start_job(self, job_id: int, kwargs: dict[str, Any]) -> None:
+    def start_job(self, arguments: JobArguments) -> None:
+        job_id = arguments.job_id
         # The real pool cannot start more jobs than it has idle workers, nor one job twice.
         assert self.is_started, "a job was started on a backend that is not started"
         assert self.free_slots() > 0, f"job {job_id} was started with no free slot"
         assert job_id not in self.running, f"job {job_id} was started while it runs"
         self.started.append(job_id)
-        self.arguments[job_id] = kwargs
+        self.arguments[job_id] = arguments
         self.running.add(job_id)
 
     def kill(self, job_id: int, reason: FailureReason) -> None:
@@ -103,13 +106,14 @@ class ScriptedBackend(ExecutionBackend):
         self._script.append(event)
 
 
-def tflite_artifact(arguments: dict[str, Any]) -> tuple[Artifact, ArtifactCheck]:
-    """A small `.tflite` file written where the job's artifacts go, and a passed check for it."""
-    out_dir: Path = arguments["out_dir"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{arguments['stem']}.tflite"
+def tflite_artifact(arguments: JobArguments, data_dir: Path) -> tuple[Artifact, ArtifactCheck]:
+    """A small `.tflite` file stored where the job's artifacts go (the data folder's storage), its path the
+    storage key as a worker reports it, and a passed check for it."""
+    key = artifact_key(arguments.job_id, f"{arguments.stem}.tflite")
+    path = FolderStorage(data_dir).path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"TFL3 scripted model")  # not a runnable model: no test here runs it
-    artifact = Artifact.from_path(Target.TFLITE, path, Quantization.NONE)
+    artifact = replace(Artifact.from_path(Target.TFLITE, path, Quantization.NONE), path=key)
     check = ArtifactCheck(
         Target.TFLITE,
         Quantization.NONE,
@@ -121,11 +125,11 @@ def tflite_artifact(arguments: dict[str, Any]) -> tuple[Artifact, ArtifactCheck]
     return artifact, check
 
 
-def tflite_result(arguments: dict[str, Any]) -> ConversionResult:
-    """A conversion that produced one checked `.tflite` file, as convert_in_process returns it."""
-    artifact, check = tflite_artifact(arguments)
+def tflite_result(arguments: JobArguments, data_dir: Path) -> ConversionResult:
+    """A conversion that produced one checked `.tflite` file, as a worker's run_job returns it."""
+    artifact, check = tflite_artifact(arguments, data_dir)
     return ConversionResult(
-        source=str(arguments["model_path"]),
+        source=arguments.model_key,
         format=ModelFormat.FROZEN_GRAPH,
         inputs=(TensorSpec("image", "float32", (1, 4)),),
         outputs=(TensorSpec("logits", "float32", (1, 2)),),

@@ -2,19 +2,18 @@
 data folder and log) on a private Redis, converting real models.
 
 The workers start once for the module (each imports TensorFlow, 10-30 s); the tests run in file order and the
-last one stops them. Models reach the workers by the paths the service passes (one disk here).
+last one stops them. The bot's side and the workers share only the broker and an S3 storage (SeaweedFS): each
+worker has its own data folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,61 +26,25 @@ from converter import ConversionOptions, Target
 from db.models import Job
 from jobs.celery_backend import CeleryBackend
 from jobs.service import JobService
+from jobs.storage import storage_from_settings
+from tests.conversion_workers import Worker
 from tests.jobs.test_service import Recorder, make_settings, upload
+from tests.storage_fixtures import SeaweedS3, s3_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 TFLITE_ONLY = ConversionOptions(targets=(Target.TFLITE,))
 WARM = 240.0  # a new worker process imports TensorFlow first: 20-30 s on a busy 2-core machine
+STORAGE_PREFIX = "celery-tests"  # the bot and the workers share only the broker and this S3 storage
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the workers never see the database
 
 
-@dataclass
-class Worker:
-    """One `convbot worker` with one warm process, in its own process group, data folder and log."""
-
-    name: str
-    folder: Path
-    broker_url: str
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "CONVBOT_BROKER_URL": self.broker_url,
-            "CONVBOT_WORKERS": "1",
-            "CONVBOT_DATA_DIR": str(self.folder / "data"),
-            "CONVBOT_TEST_HOOK": "slow@slow_",  # models named slow_* sleep 10 s before converting
-        }
-        with (self.folder / "worker.out").open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "worker"],
-                cwd=self.folder,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, as a machine of its own
-            )
-
-    def holds(self, pid: int) -> bool:
-        return self.process is not None and self.process.poll() is None and os.getpgid(pid) == self.process.pid
-
-    def kill_group(self) -> None:
-        """The machine is lost: every process of the worker SIGKILLed at once."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def log(self) -> str:
-        logs = [self.folder / "worker.out", self.folder / "data" / "logs" / "worker.log"]
-        return "\n".join(path.read_text(errors="replace") for path in logs if path.exists())
-
-
 @pytest.fixture(scope="module")
-def workers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
+def workers(
+    redis_url: str, seaweedfs_server: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Worker]]:
     root = tmp_path_factory.mktemp("workers")
-    started = [Worker(name, root / name, redis_url) for name in ("a", "b")]
+    storage = s3_variables(seaweedfs_server, STORAGE_PREFIX)
+    started = [Worker(name, root / name, redis_url, storage) for name in ("a", "b")]
     for worker in started:
         worker.start()
     yield started
@@ -91,12 +54,23 @@ def workers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def celery_service(
-    tmp_path: Path, database_url: str, session_factory: sessionmaker[Session], redis_url: str
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    redis_url: str,
+    s3_environment: SeaweedS3,
 ) -> Iterator[Any]:
     made: list[JobService] = []
+    storage = s3_variables(s3_environment, STORAGE_PREFIX)
 
     def make() -> tuple[JobService, Recorder, Any]:
-        settings = make_settings(tmp_path, database_url, broker_url=redis_url)
+        settings = make_settings(
+            tmp_path,
+            database_url,
+            broker_url=redis_url,
+            storage_url=storage["CONVBOT_STORAGE_URL"],
+            s3_endpoint_url=storage["CONVBOT_S3_ENDPOINT_URL"],
+        )
         service = JobService(settings, session_factory, reuse_results=False)  # every job converts
         assert isinstance(service.backend, CeleryBackend)
         recorder = Recorder()
@@ -166,7 +140,7 @@ def test_a_worker_with_a_bad_broker_says_so_in_one_line(url: str, said: str, tmp
 
 @SQLITE
 def test_a_keras_model_converts_on_a_worker_and_its_file_computes_like_the_source(
-    workers: list[Worker], celery_service: Any, session_factory: sessionmaker[Session], keras_h5: Any
+    workers: list[Worker], celery_service: Any, session_factory: sessionmaker[Session], keras_h5: Any, tmp_path: Path
 ) -> None:
     service, events, settings = celery_service()
     _wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
@@ -182,13 +156,15 @@ def test_a_keras_model_converts_on_a_worker_and_its_file_computes_like_the_sourc
         job = session.get(Job, job_id)
         assert job is not None and job.status == "succeeded" and "tensorflow" in job.tool_versions
         [artifact] = job.artifacts
-        assert artifact.path == sent["path"]
+        assert artifact.path == sent["path"] == f"artifacts/{job_id}/classifier.tflite"  # a key in the S3 storage
+    assert not any((worker.folder / "data" / "artifacts").exists() for worker in workers)  # nothing on their disks
+    stored = storage_from_settings(settings).local_path(sent["path"], tmp_path / "fetched")
 
     import keras
 
     image = np.random.default_rng(3).random((1, 8, 8, 3), dtype=np.float32)
     expected = keras.models.load_model(keras_h5.path)(image).numpy()
-    np.testing.assert_allclose(_tflite_outputs(sent["path"], image), expected, atol=1e-5)
+    np.testing.assert_allclose(_tflite_outputs(str(stored), image), expected, atol=1e-5)
 
 
 @SQLITE
@@ -257,7 +233,7 @@ def test_a_job_whose_worker_machine_is_lost_finishes_on_the_other(
 
     killed = time.monotonic()
     lost.kill_group()  # during the 10 s the slow model sleeps: nothing converted yet
-    noticed = events.wait_for(job_id, "interrupted", timeout=30)  # seen lost by its heartbeat, queued again
+    noticed = events.wait_for(job_id, "worker_lost", timeout=30)  # seen lost by its heartbeat, queued again
     print(f"lost worker: its job queued again {noticed - killed:.1f} s after the kill")
     events.wait_for(job_id, "succeeded")
     assert events.kinds(job_id).count("succeeded") == 1 and "failed" not in events.kinds(job_id)
@@ -265,7 +241,7 @@ def test_a_job_whose_worker_machine_is_lost_finishes_on_the_other(
     with session_factory() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.status == "succeeded" and [a.path for a in job.artifacts] == [sent["path"]]
-    assert Path(sent["path"]).is_file()
+    assert storage_from_settings(settings).exists(sent["path"])  # in the S3 storage
 
 
 @SQLITE

@@ -38,7 +38,7 @@ def test_jobs_start_in_creation_order_with_one_running_job_per_user(scheduler: A
 
     jobs.succeed(ann_first)  # Ann's first job ends: her second starts in the same round
     assert jobs.backend.started == [ann_first, bob_first, ann_second]
-    assert jobs.backend.arguments[ann_second]["options"] == TFJS_ONLY
+    assert jobs.backend.arguments[ann_second].options == TFJS_ONLY
 
     assert [(e.kind, e.stage) for e in jobs.of(ann_first)] == [
         ("queued", "queued"),
@@ -52,7 +52,8 @@ def test_jobs_start_in_creation_order_with_one_running_job_per_user(scheduler: A
     assert artifact["kind"] == "tflite" and artifact["check"]["status"] == "passed"
     view = jobs.service.status(ann_first)
     assert view is not None and view.status == "succeeded" and len(view.artifacts) == 1
-    assert Path(view.artifacts[0]).is_file() and view.result["validation"][0]["status"] == "passed"
+    stored = jobs.service.settings.data_dir / view.artifacts[0]  # a storage key: in the data folder here
+    assert stored.is_file() and view.result["validation"][0]["status"] == "passed"
 
 
 def test_no_more_jobs_start_than_the_backend_has_free_slots(scheduler: Any, upload: Any) -> None:
@@ -172,7 +173,7 @@ def test_the_same_model_bytes_and_options_reuse_the_earlier_files(scheduler: Any
     assert first_view is not None and again_view is not None
     assert again_view.status == "succeeded" and again_view.artifacts == first_view.artifacts
 
-    Path(first_view.artifacts[0]).unlink()  # the earlier files are gone: the job runs
+    (jobs.service.settings.data_dir / first_view.artifacts[0]).unlink()  # the earlier files are gone: the job runs
     jobs.succeed(other_options)
     third = jobs.service.submit(ann, ann_model, TFLITE_ONLY)
     jobs.dispatch()

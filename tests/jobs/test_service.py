@@ -21,6 +21,7 @@ from jobs import records
 from jobs.events import FailureReason
 from jobs.service import JobEvent, JobService
 from jobs.settings import Settings, load_settings
+from jobs.storage import FolderStorage, storage_from_settings
 
 TFLITE_ONLY = ConversionOptions(targets=(Target.TFLITE,))
 WAIT = 240.0  # a fresh worker imports TensorFlow first: 20-30 s on a busy 2-core machine
@@ -66,7 +67,7 @@ def upload(
         user = records.ensure_user(session, telegram_id, f"user{telegram_id}")
         summary = inspect(source)
         model = records.store_upload(
-            session, settings.models_dir, user, source, name, summary.to_dict(), summary.format.value
+            session, storage_from_settings(settings), user, source, name, summary.to_dict(), summary.format.value
         )
         session.commit()
         return user.id, model.id
@@ -126,11 +127,12 @@ def test_jobs_run_fairly_are_recorded_and_cached(
         assert job is not None and job.status == JobStatus.SUCCEEDED.value
         assert {a.kind for a in job.artifacts} == {"tflite", "tfjs"}
         tflite = next(a for a in job.artifacts if a.kind == "tflite")
-        assert tflite.file_name == "posenet.tflite" and Path(tflite.path).is_file() and len(tflite.sha256) == 64
+        stored = FolderStorage(settings.data_dir).path(tflite.path)  # a storage key, in the data folder
+        assert tflite.file_name == "posenet.tflite" and stored.is_file() and len(tflite.sha256) == 64
         assert tflite.expires_at is not None and job.started_at is not None and job.finished_at is not None
         assert job.result["validation"][0]["status"] == "passed"
         assert "tensorflow" in job.tool_versions and "convert_tflite" in job.timings
-        assert Path(tflite.path).is_relative_to(settings.artifacts_dir)
+        assert stored.is_relative_to(settings.artifacts_dir)
 
     # The same bytes with the same options: no conversion, the same files.
     again = service.submit(bob, bob_model, TFLITE_ONLY)
@@ -211,4 +213,4 @@ def test_restart_recovers_a_running_job(
     with session_factory() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.interruptions == 1 and job.status == "succeeded"
-        assert Path(session.get(type(job).artifacts.property.mapper.class_, job.artifacts[0].id).path).is_file()
+        assert FolderStorage(settings.data_dir).path(job.artifacts[0].path).is_file()

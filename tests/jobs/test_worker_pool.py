@@ -9,30 +9,34 @@ from typing import Any
 
 from converter import BadOptionsError, ConversionOptions, Target
 from jobs.backend import BackendEvent, LocalWorkerPool
+from jobs.job_conversion import JobArguments
+from jobs.settings import load_settings
+from jobs.storage import FolderStorage
 
 WAIT = 240.0  # a fresh worker imports TensorFlow first
 
 
-def _run_one_job(pool: LocalWorkerPool, job_id: int, kwargs: dict[str, Any]) -> BackendEvent:
+def _run_one_job(pool: LocalWorkerPool, arguments: JobArguments) -> BackendEvent:
     """Start the job once a worker is ready; its done or failed event."""
     deadline, started = time.monotonic() + WAIT, False
     while time.monotonic() < deadline:
         if not started and pool.free_slots():
-            pool.start_job(job_id, kwargs)
+            pool.start_job(arguments)
             started = True
         for event in pool.poll(1.0):
-            if event.job_id == job_id and event.kind in ("done", "failed"):
+            if event.job_id == arguments.job_id and event.kind in ("done", "failed"):
                 return event
-    raise AssertionError(f"job {job_id} did not end in {WAIT:g} s (started: {started})")
+    raise AssertionError(f"job {arguments.job_id} did not end in {WAIT:g} s (started: {started})")
 
 
 def test_a_failed_job_keeps_the_class_of_its_error(multihead_graph: Any, tmp_path: Path) -> None:
-    pool = LocalWorkerPool(size=1, log_path=tmp_path / "workers.log", timeout_seconds=120, memory_mb=4000)
+    settings = load_settings(data_dir=tmp_path / "data", workers=1, job_timeout_seconds=120, job_memory_mb=4000)
+    model_key = FolderStorage(settings.data_dir).put_upload(multihead_graph.path, "pose.pb")
+    pool = LocalWorkerPool(settings)
     pool.start()
     try:
         options = ConversionOptions(targets=(Target.TFLITE,), outputs=("no_such_node",))
-        paths = {"model_path": multihead_graph.path, "out_dir": tmp_path / "out", "work_dir": tmp_path / "work"}
-        event = _run_one_job(pool, 1, {**paths, "options": options})
+        event = _run_one_job(pool, JobArguments(1, model_key, "pose", options))
     finally:
         pool.stop()
     assert event.kind == "failed"

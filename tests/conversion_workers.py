@@ -1,0 +1,58 @@
+"""`convbot worker` processes for the tests: each one a machine of its own (its own process group, data
+folder and log), sharing only the broker and the S3 storage with the bot."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Worker:
+    """One `convbot worker` with one warm process, in its own process group, data folder and log."""
+
+    name: str
+    folder: Path
+    broker_url: str
+    storage: dict[str, str]  # the S3 storage's variables: nothing passes through a shared disk
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            **self.storage,
+            "CONVBOT_BROKER_URL": self.broker_url,
+            "CONVBOT_WORKERS": "1",
+            "CONVBOT_DATA_DIR": str(self.folder / "data"),
+            "CONVBOT_TEST_HOOK": "slow@slow_",  # models named slow_* sleep 10 s before converting
+        }
+        with (self.folder / "worker.out").open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker"],
+                cwd=self.folder,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, as a machine of its own
+            )
+
+    def holds(self, pid: int) -> bool:
+        return self.process is not None and self.process.poll() is None and os.getpgid(pid) == self.process.pid
+
+    def kill_group(self) -> None:
+        """The machine is lost: every process of the worker SIGKILLed at once."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self) -> str:
+        logs = [self.folder / "worker.out", self.folder / "data" / "logs" / "worker.log"]
+        return "\n".join(path.read_text(errors="replace") for path in logs if path.exists())
