@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import JobStatus, utcnow
+from jobs.cleanup import run_cleanup
 from jobs.settings import Settings
 from jobs.storage import S3Storage
 from jobs.storage_cleanup import run_storage_cleanup
@@ -315,3 +316,22 @@ def test_a_record_whose_key_is_not_a_storage_key_is_left_alone(
     for key in bad_keys:
         assert f"holds {key!r}, not a storage key: left alone" in caplog.text
 
+
+def test_run_cleanup_cleans_the_storage_and_only_the_local_temp_dirs(
+    session: Session, s3_settings: Any, storage: S3Storage, stored: Stored, now: datetime
+) -> None:
+    settings = s3_settings()
+    world = World(session, now)
+    expired = world.artifact(stored.artifact(world.job().id), OLD)
+    stale_tmp = write(settings.tmp_dir / "job-7" / "work" / "m.pb", 300).parent.parent
+    busy = world.job(JobStatus.RUNNING)
+    busy_tmp = write(settings.tmp_dir / f"job-{busy.id}" / "m.pb")
+    local_file = write(settings.artifacts_dir / "3" / "m.tflite")  # not the storage: not this cleanup's
+
+    report = run_cleanup(session, settings, now=now)
+
+    assert report.removed == (expired.path, str(stale_tmp))
+    assert report.freed_bytes == 100 + 300
+    assert report.expired_rows == 1
+    assert not storage.exists(expired.path) and not stale_tmp.exists()
+    assert busy_tmp.exists() and local_file.exists()
