@@ -272,6 +272,8 @@ def run_cleanup(
         now = utcnow()
     elif now.tzinfo is not None:
         now = now.astimezone(UTC).replace(tzinfo=None)
+    if settings.storage_url:
+        return _clean_storage_and_local_tmp(session, settings, now, dry_run)
     cleaner = _Cleaner(session, settings, now)
 
     by_path = cleaner.live_records()
@@ -296,6 +298,30 @@ def run_cleanup(
     cleaner.plan_orphans(live | working)
     cleaner.plan_tmp(working)
     cleaner.plan_disk_cap({path: by_path[path] for path in live if path in by_path}, busy)
+    return cleaner.apply(dry_run)
+
+
+def _clean_storage_and_local_tmp(session: Session, settings: Settings, now: datetime, dry_run: bool) -> CleanupReport:
+    """Uploads and artifacts live in CONVBOT_STORAGE_URL: clean them there; only temp dirs stay local."""
+    # Imported here: jobs.storage_cleanup builds on this module.
+    from jobs.storage import storage_from_settings
+    from jobs.storage_cleanup import run_storage_cleanup
+
+    stored = run_storage_cleanup(session, settings, storage_from_settings(settings), now=now, dry_run=dry_run)
+    local = _sweep_tmp(session, settings, now, dry_run)
+    return CleanupReport(
+        removed=stored.removed + local.removed,
+        freed_bytes=stored.freed_bytes + local.freed_bytes,
+        expired_rows=stored.expired_rows + local.expired_rows,
+        dry_run=dry_run,
+    )
+
+
+def _sweep_tmp(session: Session, settings: Settings, now: datetime, dry_run: bool) -> CleanupReport:
+    """Only the stale temp dirs of the local data dir: the folder cleaner's tmp rule on its own."""
+    cleaner = _Cleaner(session, settings, now)
+    _, busy_jobs = cleaner.in_use()
+    cleaner.plan_tmp({cleaner.tmp_dir / f"job-{job_id}" for job_id in busy_jobs})
     return cleaner.apply(dry_run)
 
 
