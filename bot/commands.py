@@ -198,9 +198,11 @@ async def show_stats(update: Update, context: BotContext) -> None:
     disk = shutil.disk_usage(bot_services.settings.data_dir)
     used = await asyncio.to_thread(tree_size, bot_services.settings.data_dir)
     jobs = ", ".join(f"{status} {count}" for status, count in sorted(counts.jobs_by_status.items())) or "0"
-    await message.reply_text(
-        texts.stats.format(users=counts.users, jobs=jobs, disk=f"{format_size(used)} (free {format_size(disk.free)})")
-    )
+    usage = f"{format_size(used)} (free {format_size(disk.free)})"
+    if bot_services.settings.storage_url:  # uploads and files in S3: the local disk holds the database and temp files
+        stored = await asyncio.to_thread(bot_services.catalog.stored_bytes)
+        usage += f"; {bot_services.settings.storage_url}: {format_size(stored)}"
+    await message.reply_text(texts.stats.format(users=counts.users, jobs=jobs, disk=usage))
 
 
 async def run_cleanup_now(update: Update, context: BotContext) -> None:

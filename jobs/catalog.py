@@ -192,6 +192,10 @@ class Catalog:
             rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
             return Counts(int(users), {status: int(count) for status, count in rows})
 
+    def stored_bytes(self) -> int:
+        """The size of every upload and artifact in the storage."""
+        return sum(stored.size for stored in self.storage.list_files())
+
     def clean_up_now(self) -> str:
         """Run the cleanup policy now; what it removed, in one line."""
         with self.sessions() as session:

@@ -138,23 +138,12 @@ class _Cleaner:
             by_path.setdefault(self.key(model.storage_path), []).append(model)
         return by_path
 
-    def in_use(self) -> tuple[set[int], set[int]]:
-        """Model ids and job ids of jobs still queued, running or to be re-queued."""
-        rows = self.session.execute(select(Job.id, Job.model_id).where(Job.status.in_(ACTIVE_JOB_STATUSES))).all()
-        return {model_id for _, model_id in rows}, {job_id for job_id, _ in rows}
-
-    def expiry(self, record: Record) -> datetime:
-        deadline = record.created_at + self.retention
-        if record.expires_at is not None and record.expires_at < deadline:
-            return record.expires_at
-        return deadline
-
     def plan_expired(self, by_path: dict[Path, list[Record]], busy: set[Path]) -> None:
         """A path expires once every live record on it has: a cache hit keeps shared files alive."""
         expired = {
             path
             for path, records in by_path.items()
-            if path not in busy and all(self.expiry(record) <= self.now for record in records)
+            if path not in busy and all(expiry(record, self.retention) <= self.now for record in records)
         }
         kept_ancestors = _ancestors(path for path in by_path if path not in expired)
         for path in sorted(expired):
@@ -277,7 +266,7 @@ def run_cleanup(
     cleaner = _Cleaner(session, settings, now)
 
     by_path = cleaner.live_records()
-    busy_models, busy_jobs = cleaner.in_use()
+    busy_models, busy_jobs = in_use(session)
     busy = {
         path
         for path, records in by_path.items()
@@ -320,7 +309,7 @@ def _clean_storage_and_local_tmp(session: Session, settings: Settings, now: date
 def _sweep_tmp(session: Session, settings: Settings, now: datetime, dry_run: bool) -> CleanupReport:
     """Only the stale temp dirs of the local data dir: the folder cleaner's tmp rule on its own."""
     cleaner = _Cleaner(session, settings, now)
-    _, busy_jobs = cleaner.in_use()
+    _, busy_jobs = in_use(session)
     cleaner.plan_tmp({cleaner.tmp_dir / f"job-{job_id}" for job_id in busy_jobs})
     return cleaner.apply(dry_run)
 
@@ -361,6 +350,20 @@ def _cleanup_tick(settings: Settings, session_factory: sessionmaker[Session]) ->
             logger.debug("cleanup: nothing to do")
     except Exception:
         logger.exception("cleanup failed; trying again at the next tick")
+
+
+def in_use(session: Session) -> tuple[set[int], set[int]]:
+    """Model ids and job ids of jobs still queued, running or to be re-queued: their files stay."""
+    rows = session.execute(select(Job.id, Job.model_id).where(Job.status.in_(ACTIVE_JOB_STATUSES))).all()
+    return {model_id for _, model_id in rows}, {job_id for job_id, _ in rows}
+
+
+def expiry(record: Record, retention: timedelta) -> datetime:
+    """When a record's file expires: its own expiry, or the retention after it was made, whichever is first."""
+    deadline = record.created_at + retention
+    if record.expires_at is not None and record.expires_at < deadline:
+        return record.expires_at
+    return deadline
 
 
 # -- file helpers -------------------------------------------------------------------------------

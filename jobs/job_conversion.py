@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from converter.child_process import run_test_hook
-from converter.conversion import convert_in_process
+from converter.conversion import artifact_stem, convert_in_process
 from converter.options import ConversionOptions
 from converter.result import Artifact, ArtifactCheck, ConversionResult
 from jobs.storage import ARTIFACTS, FolderStorage, Storage
@@ -23,22 +23,22 @@ from jobs.storage import ARTIFACTS, FolderStorage, Storage
 @dataclass(frozen=True)
 class JobArguments:
     job_id: int
-    model_key: str  # the upload, in the storage
-    stem: str  # the artifacts' file names start with it: `pose` -> pose.tflite, pose_tfjs/
+    model_key: str  # the upload, in the storage (the same bytes sent under two names are stored once)
+    model_name: str  # the name the user sent it under: `pose.pb` -> pose.tflite, pose_tfjs/
     options: ConversionOptions
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
             "model_key": self.model_key,
-            "stem": self.stem,
+            "model_name": self.model_name,
             "options": self.options.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobArguments:
         options = ConversionOptions.from_dict(data["options"])
-        return cls(int(data["job_id"]), str(data["model_key"]), str(data["stem"]), options)
+        return cls(int(data["job_id"]), str(data["model_key"]), str(data["model_name"]), options)
 
 
 def run_job(
@@ -55,7 +55,7 @@ def run_job(
     work_dir = scratch / f"job-{arguments.job_id}"
     try:
         model = storage.local_path(arguments.model_key, work_dir / "model")
-        run_test_hook(model)
+        run_test_hook(Path(arguments.model_name))
         if isinstance(storage, FolderStorage):  # written in place: storing them changes nothing
             out_dir = storage.path(f"{ARTIFACTS}/{arguments.job_id}")
         else:
@@ -77,7 +77,7 @@ def run_job(
             out_dir,
             arguments.options,
             work_dir / "convert",
-            stem=arguments.stem,
+            stem=artifact_stem(Path(arguments.model_name)),
             progress=progress,
             on_artifact=ready,
         )

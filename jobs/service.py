@@ -17,14 +17,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from converter.conversion import artifact_stem
 from converter.options import ConversionOptions
 from converter.result import Artifact, ArtifactCheck, check_to_dict
 from db.models import Job, JobStatus, UploadedModel, utcnow
@@ -307,7 +305,7 @@ class JobService:
         return JobArguments(
             job.id,
             stored_key(job.model.storage_path, self.settings.data_dir),
-            artifact_stem(Path(job.model.original_name)),
+            job.model.original_name,
             records.options_from_job(job),
         )
 

@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from converter.units import format_size
-from db.models import Artifact, Job, UploadedModel, utcnow
-from jobs.cleanup import ACTIVE_JOB_STATUSES, ORPHAN_GRACE, CleanupReport, Record
+from db.models import Artifact, UploadedModel, utcnow
+from jobs.cleanup import ORPHAN_GRACE, CleanupReport, Record, expiry, in_use
 from jobs.settings import Settings
 from jobs.storage import ARTIFACTS, Storage, StorageError, StoredFile, checked_key
 
@@ -107,17 +107,6 @@ class _StorageCleaner:
             by_key.setdefault(key, []).append(record)
         return by_key
 
-    def in_use(self) -> tuple[set[int], set[int]]:
-        """Model ids and job ids of jobs still queued, running or to be re-queued."""
-        rows = self.session.execute(select(Job.id, Job.model_id).where(Job.status.in_(ACTIVE_JOB_STATUSES))).all()
-        return {model_id for _, model_id in rows}, {job_id for job_id, _ in rows}
-
-    def expiry(self, record: Record) -> datetime:
-        deadline = record.created_at + self.retention
-        if record.expires_at is not None and record.expires_at < deadline:
-            return record.expires_at
-        return deadline
-
     def size(self, key: str) -> int:
         return sum(stored.size for stored in self.stored.get(key, []))
 
@@ -132,7 +121,7 @@ class _StorageCleaner:
         expired = {
             key
             for key, records in by_key.items()
-            if key not in untouchable and all(self.expiry(record) <= self.now for record in records)
+            if key not in untouchable and all(expiry(record, self.retention) <= self.now for record in records)
         }
         kept = (set(by_key) - expired) | untouchable
         kept_ancestors = _ancestors(kept)
@@ -241,7 +230,7 @@ def run_storage_cleanup(
     cleaner = _StorageCleaner(session, settings, storage, now)
 
     by_key = cleaner.live_records()
-    busy_models, busy_jobs = cleaner.in_use()
+    busy_models, busy_jobs = in_use(session)
     busy = {
         key
         for key, records in by_key.items()

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,3 +58,23 @@ class Worker:
     def log(self) -> str:
         logs = [self.folder / "worker.out", self.folder / "data" / "logs" / "worker.log"]
         return "\n".join(path.read_text(errors="replace") for path in logs if path.exists())
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> Any:
+    """The first true value of `condition()`, polled until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def process_alive(pid: int) -> bool:
+    """A process that runs (a killed child its parent has not reaped yet is a zombie: not alive)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from bot.fake_api.driver import BotProcess, FakeApiThread, user
-from tests.conversion_workers import Worker
+from tests.conversion_workers import Worker, process_alive, wait_until
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
 from tests.storage_fixtures import SeaweedS3, s3_variables
 
@@ -139,11 +139,11 @@ def test_cancel_stops_the_job_on_its_worker(
     since = _convert(deployment, user(2), multihead_graph.path, "slow_pose.pb")  # the workers sleep 10 s on slow_*
     fake = deployment.fake
     fake.wait_for(lambda a: a.chat_id == 2 and "loading" in (a.text or ""), since=since, timeout=WARM)
-    pid = _wait_for(deployment.converting_pid, 30, "a worker converting the job")
+    pid = wait_until(deployment.converting_pid, 30, "a worker converting the job")
     fake.do(fake.api.user_sends_text, user(2), "/cancel")
     fake.wait_for_text(2, "cancelled", since=since)
     holder = next(worker for worker in workers if worker.holds(pid))
-    _wait_for(lambda: not _alive(pid), 5, "the converting process to be killed")
+    wait_until(lambda: not process_alive(pid), 5, "the converting process to be killed")
     time.sleep(12)  # past the slow model's 10 s sleep: a job left running would have sent its file by now
     assert _documents(deployment, 2) == []
     assert holder.process is not None and holder.process.poll() is None  # the worker itself lives on
@@ -154,7 +154,7 @@ def test_a_worker_machine_lost_mid_job_the_other_one_delivers_the_file_once(
 ) -> None:
     deployment.start_bot()
     since = _convert(deployment, user(3), multihead_graph.path, "slow_lost.pb")
-    pid = _wait_for(deployment.converting_pid, WARM, "a worker converting the job")
+    pid = wait_until(deployment.converting_pid, WARM, "a worker converting the job")
     [lost] = [worker for worker in workers if worker.holds(pid)]
     lost.kill_group()  # during the slow model's 10 s sleep: the machine and its processes are gone
     deployment.fake.wait_for_text(3, "stopped answering", since=since, timeout=30)
@@ -169,7 +169,7 @@ def test_a_bot_restarted_mid_job_tells_its_user_and_delivers_the_file(
 ) -> None:
     first = deployment.start_bot()
     since = _convert(deployment, user(4), multihead_graph.path, "slow_restart.pb")
-    _wait_for(deployment.converting_pid, WARM, "a worker converting the job")
+    wait_until(deployment.converting_pid, WARM, "a worker converting the job")
     first.stop(kill=True)  # SIGKILL: no shutdown code runs; the worker goes on with the old run
     deployment.start_bot()
     deployment.fake.wait_for_text(4, "interrupted by a restart", since=since, timeout=30)
@@ -189,20 +189,3 @@ def test_with_no_worker_alive_the_user_is_told_and_the_job_runs_when_one_joins(
     workers[0].start()
     _document(deployment, 5, since)
     assert _documents(deployment, 5) == ["alone.tflite"]
-
-
-def _wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False

@@ -19,6 +19,7 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
+from converter.conversion import artifact_stem
 from converter.formats import ModelFormat, Quantization, Target
 from converter.isolation import how_it_died
 from converter.result import PASSED, Artifact, ArtifactCheck, ConversionResult, OutputCheck
@@ -109,7 +110,7 @@ class ScriptedBackend(ExecutionBackend):
 def tflite_artifact(arguments: JobArguments, data_dir: Path) -> tuple[Artifact, ArtifactCheck]:
     """A small `.tflite` file stored where the job's artifacts go (the data folder's storage), its path the
     storage key as a worker reports it, and a passed check for it."""
-    key = artifact_key(arguments.job_id, f"{arguments.stem}.tflite")
+    key = artifact_key(arguments.job_id, f"{artifact_stem(Path(arguments.model_name))}.tflite")
     path = FolderStorage(data_dir).path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"TFL3 scripted model")  # not a runnable model: no test here runs it

@@ -27,7 +27,7 @@ from db.models import Job
 from jobs.celery_backend import CeleryBackend
 from jobs.service import JobService
 from jobs.storage import storage_from_settings
-from tests.conversion_workers import Worker
+from tests.conversion_workers import Worker, process_alive, wait_until
 from tests.jobs.test_service import Recorder, make_settings, upload
 from tests.storage_fixtures import SeaweedS3, s3_variables
 
@@ -84,25 +84,6 @@ def celery_service(
         service.stop()
 
 
-def _wait_until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    """A process that runs (a killed child its parent has not reaped yet is a zombie: not alive)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 def _artifact_events(events: Recorder, job_id: int) -> list[dict[str, Any]]:
     return [e.artifact for _, e in events.events if e.job_id == job_id and e.kind == "artifact" and e.artifact]
 
@@ -143,7 +124,7 @@ def test_a_keras_model_converts_on_a_worker_and_its_file_computes_like_the_sourc
     workers: list[Worker], celery_service: Any, session_factory: sessionmaker[Session], keras_h5: Any, tmp_path: Path
 ) -> None:
     service, events, settings = celery_service()
-    _wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
+    wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
     user, model = upload(session_factory, settings, keras_h5.path, "classifier.h5", 1)
     job_id = service.submit(user, model, TFLITE_ONLY)
     events.wait_for(job_id, "succeeded")
@@ -173,11 +154,11 @@ def test_a_task_delivered_again_after_it_ran_changes_nothing(
 ) -> None:
     service, events, settings = celery_service()
     broker = redis.Redis.from_url(redis_url)
-    _wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
+    wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
     user, model = upload(session_factory, settings, keras_h5.path, "twice.h5", 2)
     job_id = service.submit(user, model, TFLITE_ONLY)
     # While it runs, its message waits unacknowledged (late ack); keep a copy, as Redis keeps it for redelivery.
-    unacked = _wait_until(lambda: broker.hgetall("unacked"), 60, "the task's unacknowledged message")
+    unacked = wait_until(lambda: broker.hgetall("unacked"), 60, "the task's unacknowledged message")
     [(_, kept)] = unacked.items()
     events.wait_for(job_id, "succeeded")
     before = len(events.events)
@@ -185,10 +166,10 @@ def test_a_task_delivered_again_after_it_ran_changes_nothing(
     # The worker's ack was lost (it died right after finishing): Redis hands the same message out again.
     message, _exchange, queue = json.loads(kept)
     broker.lpush(queue or "celery", json.dumps(message))
-    _wait_until(
+    wait_until(
         lambda: broker.llen(queue or "celery") == 0 and not broker.hlen("unacked"), 60, "the redelivery consumed"
     )
-    _wait_until(lambda: any("delivered again" in w.log() for w in workers), 10, "the worker to skip it")
+    wait_until(lambda: any("delivered again" in w.log() for w in workers), 10, "the worker to skip it")
     time.sleep(1.5)  # what the dispatcher would hear, it has heard by now
 
     assert len(events.events) == before  # no second set of files, no second result
@@ -203,15 +184,15 @@ def test_cancelling_a_running_job_kills_its_process_within_5_s(
     workers: list[Worker], celery_service: Any, session_factory: sessionmaker[Session], keras_h5: Any
 ) -> None:
     service, events, settings = celery_service()
-    _wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
+    wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
     user, model = upload(session_factory, settings, keras_h5.path, "slow_cancel.h5", 3)
     job_id = service.submit(user, model, TFLITE_ONLY)
-    _host, pid = _wait_until(lambda: service.backend.running_on(job_id), 60, "the job to start on a worker")
+    _host, pid = wait_until(lambda: service.backend.running_on(job_id), 60, "the job to start on a worker")
     assert any(worker.holds(pid) for worker in workers)
 
     asked = time.monotonic()
     assert service.cancel(job_id, user_id=user)
-    _wait_until(lambda: not _alive(pid), 5, f"the process converting job {job_id} ({pid}) to die")
+    wait_until(lambda: not process_alive(pid), 5, f"the process converting job {job_id} ({pid}) to die")
     killed_in = time.monotonic() - asked
     events.wait_for(job_id, "cancelled")
     time.sleep(1)
@@ -225,10 +206,10 @@ def test_a_job_whose_worker_machine_is_lost_finishes_on_the_other(
     workers: list[Worker], celery_service: Any, session_factory: sessionmaker[Session], keras_h5: Any
 ) -> None:
     service, events, settings = celery_service()
-    _wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
+    wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
     user, model = upload(session_factory, settings, keras_h5.path, "slow_lost.h5", 4)
     job_id = service.submit(user, model, TFLITE_ONLY)
-    _host, pid = _wait_until(lambda: service.backend.running_on(job_id), 60, "the job to start on a worker")
+    _host, pid = wait_until(lambda: service.backend.running_on(job_id), 60, "the job to start on a worker")
     [lost] = [worker for worker in workers if worker.holds(pid)]
 
     killed = time.monotonic()

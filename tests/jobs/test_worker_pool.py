@@ -36,7 +36,7 @@ def test_a_failed_job_keeps_the_class_of_its_error(multihead_graph: Any, tmp_pat
     pool.start()
     try:
         options = ConversionOptions(targets=(Target.TFLITE,), outputs=("no_such_node",))
-        event = _run_one_job(pool, JobArguments(1, model_key, "pose", options))
+        event = _run_one_job(pool, JobArguments(1, model_key, "pose.pb", options))
     finally:
         pool.stop()
     assert event.kind == "failed"
