@@ -119,11 +119,12 @@ def test_a_model_converts_on_a_worker_and_the_file_sent_computes_like_the_source
 ) -> None:
     deployment.start_bot()
     since = _convert(deployment, user(1), multihead_graph.path, "pose.pb")
-    sent = _document(deployment, 1, since)
-    assert sent.document is not None and sent.document.file_name == "pose.tflite" and "passed" in sent.caption
+    _document(deployment, 1, since)
+    [sent] = deployment.fake.do(deployment.fake.api.documents_sent, 1)
+    assert sent.file_name == "pose.tflite" and "passed" in sent.caption
 
     received = deployment.root / "pose.tflite"
-    received.write_bytes(deployment.fake.do(deployment.fake.api.documents_sent, 1)[0].data)
+    received.write_bytes(sent.data)
     image = random_input((1, 33, 33, 3))
     expected = run_frozen_graph(multihead_graph.path, {"image": image}, ["heatmap"])["heatmap"]
     np.testing.assert_allclose(run_tflite(received, {"image": image})["heatmap"], expected, atol=1e-5)
