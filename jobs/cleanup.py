@@ -242,11 +242,7 @@ class _Cleaner:
                     logger.info("removed %s (%s)", removal.path, format_size(removal.size))
                 removed.append(str(removal.path))
                 freed += removal.size
-            for record in removal.records:
-                if record.deleted_at is None:
-                    if not dry_run:
-                        record.deleted_at = self.now
-                    marked += 1
+            marked += mark_deleted(removal.records, self.now, dry_run)
         if not dry_run:
             self.session.flush()
         return CleanupReport(removed=tuple(removed), freed_bytes=freed, expired_rows=marked, dry_run=dry_run)
@@ -350,6 +346,17 @@ def _cleanup_tick(settings: Settings, session_factory: sessionmaker[Session]) ->
             logger.debug("cleanup: nothing to do")
     except Exception:
         logger.exception("cleanup failed; trying again at the next tick")
+
+
+def mark_deleted(records: Iterable[Record], now: datetime, dry_run: bool) -> int:
+    """Mark the records whose file is removed (none in a dry run); how many are, or would be, marked."""
+    marked = 0
+    for record in records:
+        if record.deleted_at is None:
+            if not dry_run:
+                record.deleted_at = now
+            marked += 1
+    return marked
 
 
 def in_use(session: Session) -> tuple[set[int], set[int]]:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from converter.units import format_size
 from db.models import Artifact, UploadedModel, utcnow
-from jobs.cleanup import ORPHAN_GRACE, CleanupReport, Record, expiry, in_use
+from jobs.cleanup import ORPHAN_GRACE, CleanupReport, Record, expiry, in_use, mark_deleted
 from jobs.settings import Settings
 from jobs.storage import ARTIFACTS, Storage, StorageError, StoredFile, checked_key
 
@@ -207,11 +207,7 @@ class _StorageCleaner:
                     logger.info("removed %s (%s)", removal.key, format_size(removal.size))
                 removed.append(removal.key)
                 freed += removal.size
-            for record in removal.records:
-                if record.deleted_at is None:
-                    if not dry_run:
-                        record.deleted_at = self.now
-                    marked += 1
+            marked += mark_deleted(removal.records, self.now, dry_run)
         if not dry_run:
             self.session.flush()
         return CleanupReport(removed=tuple(removed), freed_bytes=freed, expired_rows=marked, dry_run=dry_run)

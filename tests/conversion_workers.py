@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,19 @@ class Worker:
     def log(self) -> str:
         logs = [self.folder / "worker.out", self.folder / "data" / "logs" / "worker.log"]
         return "\n".join(path.read_text(errors="replace") for path in logs if path.exists())
+
+
+@contextmanager
+def two_machines(root: Path, broker_url: str, storage: dict[str, str]) -> Iterator[list[Worker]]:
+    """Two workers, "a" and "b", started together (each imports TensorFlow) and killed at the end."""
+    started = [Worker(name, root / name, broker_url, storage) for name in ("a", "b")]
+    for worker in started:
+        worker.start()
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.kill_group()
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> Any:

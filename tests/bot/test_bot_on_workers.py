@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from bot.fake_api.driver import BotProcess, FakeApiThread, user
-from tests.conversion_workers import Worker, process_alive, wait_until
+from tests.conversion_workers import Worker, process_alive, two_machines, wait_until
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
 from tests.storage_fixtures import SeaweedS3, s3_variables
 
@@ -35,13 +35,8 @@ def storage(seaweedfs_server: SeaweedS3) -> dict[str, str]:
 def workers(
     redis_url: str, storage: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Worker]]:
-    root = tmp_path_factory.mktemp("machines")
-    started = [Worker(name, root / name, redis_url, storage) for name in ("a", "b")]
-    for worker in started:
-        worker.start()
-    yield started
-    for worker in started:
-        worker.kill_group()
+    with two_machines(tmp_path_factory.mktemp("machines"), redis_url, storage) as started:
+        yield started
 
 
 class Deployment:

@@ -27,7 +27,7 @@ from db.models import Job
 from jobs.celery_backend import CeleryBackend
 from jobs.service import JobService
 from jobs.storage import storage_from_settings
-from tests.conversion_workers import Worker, process_alive, wait_until
+from tests.conversion_workers import Worker, process_alive, two_machines, wait_until
 from tests.jobs.test_service import Recorder, make_settings, upload
 from tests.storage_fixtures import SeaweedS3, s3_variables
 
@@ -42,14 +42,9 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # t
 def workers(
     redis_url: str, seaweedfs_server: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Worker]]:
-    root = tmp_path_factory.mktemp("workers")
     storage = s3_variables(seaweedfs_server, STORAGE_PREFIX)
-    started = [Worker(name, root / name, redis_url, storage) for name in ("a", "b")]
-    for worker in started:
-        worker.start()
-    yield started
-    for worker in started:
-        worker.kill_group()
+    with two_machines(tmp_path_factory.mktemp("workers"), redis_url, storage) as started:
+        yield started
 
 
 @pytest.fixture
