@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli.doctor import run_doctor
-from cli.render import render_result, render_summary, render_validation
-from converter.errors import ConvbotError
+from cli.plot import write_size_error_plot
+from cli.render import render_quant_choices, render_result, render_summary, render_validation
+from converter.errors import BadOptionsError, ConvbotError
 from converter.inspection import inspect
 from converter.isolation import convert_variants
 from converter.options import (
@@ -22,6 +23,8 @@ from converter.options import (
     quantization_variants,
     split_quantization,
 )
+from converter.quant_choice import AUTO, choose_smallest_passing, remove_unchosen, tried_variants
+from converter.result import ConversionResult
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -55,7 +58,8 @@ def _build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--quant",
         default="none",
-        help="none, float16, dynamic, uint8, uint16, or per target: tflite:dynamic,tfjs:uint16",
+        help="none, float16, dynamic, uint8, uint16, or per target: tflite:dynamic,tfjs:uint16; "
+        "auto: per target the smallest file that passes its tolerance",
     )
     convert.add_argument("-o", "--output-dir", type=Path, default=Path("out"), help="where to write (default ./out)")
     convert.add_argument("--timeout", type=float, default=600.0, help="seconds before the conversion is stopped")
@@ -70,6 +74,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--compare-quant",
         action="store_true",
         help="convert every quantization variant and print their sizes and errors side by side",
+    )
+    convert.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="with --compare-quant or --quant auto: draw each variant's size against its error",
     )
     convert.add_argument("--json", action="store_true", help="print JSON for scripts")
     database = commands.add_parser("db", help="database maintenance")
@@ -117,7 +127,9 @@ def run_convert(args: argparse.Namespace) -> int:
     # and python-telegram-bot.
     from converter.conversion import artifact_stem
 
-    tflite_quant, tfjs_quant, warnings = split_quantization(args.quant)
+    auto = args.quant.strip().lower() == AUTO  # converts what --compare-quant does, then keeps the smallest passing
+    _check_variant_options(args, auto)
+    tflite_quant, tfjs_quant, warnings = split_quantization("none" if auto else args.quant)
     options = ConversionOptions(
         targets=parse_targets(args.to),
         inputs=_split(args.inputs),
@@ -130,13 +142,17 @@ def run_convert(args: argparse.Namespace) -> int:
         warnings=tuple(warnings),
     )
     stem = artifact_stem(args.model)
-    if args.compare_quant:
+    if args.compare_quant or auto:
         variants: list[tuple[ConversionOptions, str | None]] = [
             (variant, f"{stem}_{name}") for name, variant in quantization_variants(options)
         ]
     else:
         variants = [(options, stem)]
     results = convert_variants(args.model, args.output_dir, variants, timeout=args.timeout)
+    if auto:
+        return _keep_smallest_passing(results, args)
+    if args.plot:
+        write_size_error_plot(tried_variants(results), args.plot, title=_plot_title(args))
     if args.json:
         data = [result.to_dict() for result in results]
         print(json.dumps(data if args.compare_quant else data[0], indent=1))
@@ -146,6 +162,35 @@ def run_convert(args: argparse.Namespace) -> int:
         print(render_result(results[0]))
     failed = any(check.status in ("failed", "error") for result in results for check in result.validation)
     return 2 if failed else 0
+
+
+def _check_variant_options(args: argparse.Namespace, auto: bool) -> None:
+    if auto and args.no_verify:
+        raise BadOptionsError("--quant auto chooses by verifying every variant; leave out --no-verify")
+    if args.plot and not (auto or args.compare_quant):
+        raise BadOptionsError("--plot draws the variants of --compare-quant or --quant auto; add one of them")
+    if args.plot and not args.plot.resolve().parent.is_dir():  # said before minutes of converting, not after
+        raise BadOptionsError(f"--plot: there is no folder {args.plot.resolve().parent}")
+
+
+def _plot_title(args: argparse.Namespace) -> str:
+    return f"{args.model.name}: size against error of each quantization"
+
+
+def _keep_smallest_passing(results: list[ConversionResult], args: argparse.Namespace) -> int:
+    """`--quant auto`: per target, keep the smallest passing file, delete the others, say why; exit 2 when a
+    target keeps a file that fails (nothing quantized passed, nor float32) or none at all."""
+    choices = choose_smallest_passing(tried_variants(results))
+    remove_unchosen(choices)
+    if args.plot:
+        kept = [choice.kept for choice in choices if choice.kept is not None]
+        tried = [variant for choice in choices for variant in choice.tried]
+        write_size_error_plot(tried, args.plot, kept=kept, title=_plot_title(args))
+    if args.json:
+        print(json.dumps({"choices": [choice.to_dict() for choice in choices]}, indent=1))
+    else:
+        print(render_quant_choices(choices))
+    return 0 if all(choice.kept is not None and choice.kept.passed for choice in choices) else 2
 
 
 def run_db(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from converter.op_support import OpFinding
-from converter.result import ERROR, ConversionResult
+from converter.quant_choice import QuantChoice
+from converter.result import ERROR, FAILED, ConversionResult
 from converter.summary import ModelSummary, Shape, TensorSpec
 from converter.units import format_size
 
@@ -219,4 +220,27 @@ def render_result(result: ConversionResult) -> str:
     manifest = render_manifest(result)
     if manifest:
         lines += ["", manifest]
+    return "\n".join(lines)
+
+
+def render_quant_choices(choices: Sequence[QuantChoice]) -> str:
+    """`--quant auto`: every variant tried per target (smallest first), then why each kept file won."""
+    rows = [
+        [
+            variant.target.value,
+            variant.quantization.value,
+            format_size(variant.size) if variant.path else "-",
+            _error(variant.max_rel_error) if variant.max_rel_error is not None else "-",
+            f"{variant.tolerance:g}",
+            variant.status if variant.status != FAILED else "FAILED",
+            "kept" if variant is choice.kept else "",
+        ]
+        for choice in choices
+        for variant in choice.tried
+    ]
+    headers = ["target", "quant", "size", "max err of scale", "tolerance", "status", ""]
+    lines = ["quantization auto: every variant converted and verified; the smallest that passes is kept", ""]
+    lines += [table(headers, rows), ""]
+    lines += [choice.reason for choice in choices]
+    lines += [f"kept: {choice.kept.path}" for choice in choices if choice.kept is not None]
     return "\n".join(lines)
