@@ -1,0 +1,181 @@
+"""`--quant auto` and `--plot` as a user runs them: per target the smallest file that passes is the one left in the
+output folder, float32 when nothing quantized passes, and the picture is a real PNG of the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converter.formats import Quantization, Target
+from converter.protos import GraphDef
+from converter.quant_choice import TriedVariant
+from tests.test_cli import convbot
+
+FLOAT, INT32 = 1, 3  # DataType enum values
+
+
+def _const(graph: GraphDef, name: str, value: np.ndarray) -> str:
+    node = graph.node.add(name=name, op="Const")
+    node.attr["dtype"].type = INT32 if value.dtype == np.int32 else FLOAT
+    tensor = node.attr["value"].tensor
+    tensor.dtype = node.attr["dtype"].type
+    for size in value.shape:
+        tensor.tensor_shape.dim.add().size = size
+    tensor.tensor_content = value.tobytes()
+    return name
+
+
+def _matmul(graph: GraphDef, name: str, a: str, b: str) -> str:
+    node = graph.node.add(name=name, op="MatMul", input=[a, b])
+    node.attr["T"].type = FLOAT
+    node.attr["transpose_a"].b = node.attr["transpose_b"].b = False
+    return name
+
+
+def _input_x(graph: GraphDef) -> str:
+    node = graph.node.add(name="x", op="Placeholder")
+    node.attr["dtype"].type = FLOAT
+    for size in (1, 64):
+        node.attr["shape"].shape.dim.add().size = size
+    return "x"
+
+
+def write_one_wide_weight_graph(path: Path) -> Path:
+    """y = concat(x, x) @ w, where w's rows 0 and 64 are +1000 and -1000 (they cancel: x0 meets both) and the
+    rest are in [0, 1). float16 and uint16 keep the small weights; 8-bit weights, whose step the 1000s set
+    (about 8), round them all away: TFLite dynamic and TF.js uint8 fail, though they are the smallest files."""
+    w = np.zeros((128, 32), np.float32)
+    w[1:64] = np.random.RandomState(3).uniform(0, 1, (63, 32))
+    w[0], w[64] = 1000, -1000
+    graph = GraphDef()
+    x = _input_x(graph)
+    concat = graph.node.add(name="xx", op="ConcatV2", input=[x, x, _const(graph, "axis", np.array(1, np.int32))])
+    concat.attr["N"].i = 2
+    concat.attr["T"].type = FLOAT
+    concat.attr["Tidx"].type = INT32
+    _matmul(graph, "y", "xx", _const(graph, "w", w))
+    path.write_bytes(graph.SerializeToString())
+    return path
+
+
+def write_wide_cancelling_weights_graph(path: Path) -> Path:
+    """margin = x @ (w + 0.3) - x @ w, w in [-1e4, 1e4]: every quantized variant's rounding of w (float16 by up to
+    4, uint16 by 0.15) swamps the 0.3 the output is made of; float32 passes."""
+    w = np.random.RandomState(3).uniform(-1e4, 1e4, (64, 32)).astype(np.float32)
+    graph = GraphDef()
+    x = _input_x(graph)
+    wide = _matmul(graph, "wide", x, _const(graph, "w_plus", w + np.float32(0.3)))
+    sub = graph.node.add(name="margin", op="Sub", input=[wide, _matmul(graph, "plain", x, _const(graph, "w", w))])
+    sub.attr["T"].type = FLOAT
+    path.write_bytes(graph.SerializeToString())
+    return path
+
+
+def _read_png(path: Path) -> Any:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def _colours(image: Any) -> int:
+    return len(np.unique(image.reshape(-1, image.shape[-1]), axis=0))
+
+
+def test_auto_keeps_per_target_the_smallest_file_that_passes(tmp_path: Path) -> None:
+    model = write_one_wide_weight_graph(tmp_path / "wide.pb")
+    out, chart = tmp_path / "out", tmp_path / "chart.png"
+    done = convbot("convert", str(model), "--quant", "auto", "-o", str(out), "--json", "--plot", str(chart))
+
+    assert done.returncode == 0, done.stderr
+    choices = {choice["target"]: choice for choice in json.loads(done.stdout)["choices"]}
+    assert set(choices) == {"tflite", "tfjs"}
+    for target, smallest_kind in (("tflite", "dynamic"), ("tfjs", "uint8")):
+        choice, kept = choices[target], choices[target]["kept"]
+        tried = {variant["quantization"]: variant for variant in choice["tried"]}
+        assert kept["status"] == "passed", choice
+        assert kept["size"] == min(v["size"] for v in tried.values() if v["status"] == "passed")
+        smaller = [v for v in tried.values() if v["size"] < kept["size"]]
+        assert smaller and all(v["status"] == "failed" for v in smaller), choice  # the rule mattered
+        assert tried[smallest_kind]["status"] == "failed"  # 8-bit weights: the smallest file, off
+        assert f"{smallest_kind} (" in choice["reason"] and "over its 0.1 tolerance" in choice["reason"]
+    # Exactly the two kept artifacts are left, and they are the ones the table names.
+    assert sorted(str(path) for path in out.iterdir()) == sorted(choice["kept"]["path"] for choice in choices.values())
+    image = _read_png(chart)
+    assert image.shape[:2] == (500, 1000) and _colours(image) > 8
+
+
+def test_auto_falls_back_to_float32_when_nothing_quantized_passes(tmp_path: Path) -> None:
+    model = write_wide_cancelling_weights_graph(tmp_path / "margin.pb")
+    out = tmp_path / "out"
+    done = convbot("convert", str(model), "--quant", "auto", "-o", str(out))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["margin_float32.tflite", "margin_float32_tfjs"]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("tflite ", "tfjs "))]
+    # Everything tried is in the table, the quantized ones failed, float32 kept.
+    assert sorted((row[0], row[1]) for row in rows) == [
+        ("tfjs", "float16"),
+        ("tfjs", "none"),
+        ("tfjs", "uint16"),
+        ("tfjs", "uint8"),
+        ("tflite", "dynamic"),
+        ("tflite", "float16"),
+        ("tflite", "none"),
+    ]
+    for row in rows:
+        assert row[-1] == "kept" if row[1] == "none" else row[-1] == "FAILED", row
+    assert "tflite: none (" in done.stdout and "no smaller variant passes, so float32 is kept" in done.stdout
+
+
+def test_compare_quant_draws_its_variants(tmp_path: Path) -> None:
+    model = write_one_wide_weight_graph(tmp_path / "wide.pb")
+    chart = tmp_path / "compare.png"
+    done = convbot(
+        "convert", str(model), "--to", "tflite", "--compare-quant", "-o", str(tmp_path / "out"), "--plot", str(chart)
+    )
+
+    assert done.returncode == 2, done.stderr  # dynamic fails, as the table says
+    assert "tflite  dynamic" in done.stdout and "FAILED" in done.stdout
+    image = _read_png(chart)
+    assert image.shape[:2] == (500, 1000) and _colours(image) > 8
+
+
+def test_plot_without_variants_is_refused_before_converting(tmp_path: Path) -> None:
+    done = convbot("convert", str(tmp_path / "absent.pb"), "--plot", str(tmp_path / "x.png"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "convbot: --plot draws the variants of --compare-quant or --quant auto; add one of them"
+    )
+
+
+def _variant(
+    target: Target, quantization: Quantization, size_kb: float, error: float, tolerance: float
+) -> TriedVariant:
+    status = "passed" if error <= tolerance else "failed"
+    return TriedVariant(target, quantization, status, int(size_kb * 1024), error, tolerance, f"/m_{quantization}")
+
+
+def test_the_picture_is_a_png_of_the_figures(tmp_path: Path) -> None:
+    from cli.plot import write_size_error_plot
+
+    tried = [
+        _variant(Target.TFLITE, Quantization.NONE, 233, 1.5e-6, 1e-4),
+        _variant(Target.TFLITE, Quantization.FLOAT16, 128, 1.2e-3, 1e-2),
+        _variant(Target.TFLITE, Quantization.DYNAMIC, 92, 4.6e-2, 1e-1),
+        _variant(Target.TFJS, Quantization.NONE, 255, 0.0, 1e-4),  # exact: drawn at the floor
+        _variant(Target.TFJS, Quantization.UINT8, 95, 3.6e-1, 1e-1),
+        _variant(Target.TFJS, Quantization.UINT16, 150, 5.4e-4, 1e-2),
+    ]
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    write_size_error_plot(tried, first, kept=[tried[2], tried[5]])
+    moved = [*tried[:4], _variant(Target.TFJS, Quantization.UINT8, 95, 3.6e-2, 1e-1), tried[5]]
+    write_size_error_plot(moved, second, kept=[moved[2], moved[4]])
+
+    image = _read_png(first)
+    assert first.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.shape[:2] == (500, 1000)
+    assert _colours(image) > 8  # markers in several colours, lines, text: not blank
+    assert not np.array_equal(image, _read_png(second))  # uint8 moved under its tolerance, and is kept
