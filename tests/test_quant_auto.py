@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from converter.formats import Quantization, Target
 from converter.protos import GraphDef
-from converter.quant_choice import TriedVariant
 from tests.test_cli import convbot
+
+if TYPE_CHECKING:
+    from converter.quant_choice import TriedVariant
 
 FLOAT, INT32 = 1, 3  # DataType enum values
 
@@ -154,6 +156,8 @@ def test_plot_without_variants_is_refused_before_converting(tmp_path: Path) -> N
 def _variant(
     target: Target, quantization: Quantization, size_kb: float, error: float, tolerance: float
 ) -> TriedVariant:
+    from converter.quant_choice import TriedVariant
+
     status = "passed" if error <= tolerance else "failed"
     return TriedVariant(target, quantization, status, int(size_kb * 1024), error, tolerance, f"/m_{quantization}")
 
