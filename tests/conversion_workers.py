@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class Worker:
     folder: Path
     broker_url: str
     storage: dict[str, str]  # the S3 storage's variables: nothing passes through a shared disk
+    settings: dict[str, str] = field(default_factory=dict)  # more of its environment (CONVBOT_JOB_MEMORY_MB...)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -37,6 +38,7 @@ class Worker:
             "CONVBOT_WORKERS": "1",
             "CONVBOT_DATA_DIR": str(self.folder / "data"),
             "CONVBOT_TEST_HOOK": "slow@slow_",  # models named slow_* sleep 10 s before converting
+            **self.settings,
         }
         with (self.folder / "worker.out").open("ab") as out:
             self.process = subprocess.Popen(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from converter import ConversionOptions, Target
 from db.models import Job
 from jobs.celery_backend import CeleryBackend
+from jobs.events import FailureReason
 from jobs.service import JobService
 from jobs.storage import storage_from_settings
 from tests.conversion_workers import Worker, process_alive, two_machines, wait_until
@@ -58,13 +59,14 @@ def celery_service(
     made: list[JobService] = []
     storage = s3_variables(s3_environment, STORAGE_PREFIX)
 
-    def make() -> tuple[JobService, Recorder, Any]:
+    def make(**overrides: Any) -> tuple[JobService, Recorder, Any]:
         settings = make_settings(
             tmp_path,
             database_url,
             broker_url=redis_url,
             storage_url=storage["CONVBOT_STORAGE_URL"],
             s3_endpoint_url=storage["CONVBOT_S3_ENDPOINT_URL"],
+            **overrides,
         )
         service = JobService(settings, session_factory, reuse_results=False)  # every job converts
         assert isinstance(service.backend, CeleryBackend)
@@ -218,6 +220,51 @@ def test_a_job_whose_worker_machine_is_lost_finishes_on_the_other(
         job = session.get(Job, job_id)
         assert job is not None and job.status == "succeeded" and [a.path for a in job.artifacts] == [sent["path"]]
     assert storage_from_settings(settings).exists(sent["path"])  # in the S3 storage
+
+
+@SQLITE
+def test_a_job_over_its_time_limit_is_killed_on_its_worker_and_fails_saying_so(
+    workers: list[Worker], celery_service: Any, session_factory: sessionmaker[Session], keras_h5: Any
+) -> None:
+    service, events, settings = celery_service(job_timeout_seconds=4)
+    wait_until(lambda: service.backend.free_slots() >= 1, WARM, "a warm worker")
+    user, model = upload(session_factory, settings, keras_h5.path, "slow_timeout.h5", 6)  # sleeps 10 s first
+    job_id = service.submit(user, model, TFLITE_ONLY)
+    _host, pid = wait_until(lambda: service.backend.running_on(job_id), 60, "the job to start on a worker")
+    events.wait_for(job_id, "failed", timeout=30)
+    failure = next(e for _, e in events.events if e.job_id == job_id and e.kind == "failed")
+    assert failure.reason == FailureReason.TIMEOUT and failure.reason_args == {"seconds": 4}
+    assert service.status(job_id).error_message == "the conversion took longer than 4 s and was stopped"
+    wait_until(lambda: not process_alive(pid), 5, f"the process converting job {job_id} ({pid}) to be killed")
+    assert not _artifact_events(events, job_id)
+
+
+@SQLITE
+def test_a_job_over_the_memory_cap_fails_saying_so(
+    workers: list[Worker],
+    celery_service: Any,
+    session_factory: sessionmaker[Session],
+    keras_h5: Any,
+    redis_url: str,
+    seaweedfs_server: SeaweedS3,
+    tmp_path: Path,
+) -> None:
+    for worker in workers:  # only the capped worker may take the job
+        worker.kill_group()
+    storage = s3_variables(seaweedfs_server, STORAGE_PREFIX)
+    capped = Worker("capped", tmp_path / "capped", redis_url, storage, {"CONVBOT_JOB_MEMORY_MB": "300"})
+    capped.start()  # a warm process holds TensorFlow: well above 300 MB once a job runs
+    try:
+        service, events, settings = celery_service()
+        wait_until(lambda: service.backend.free_slots() >= 1, WARM, "the capped worker")
+        user, model = upload(session_factory, settings, keras_h5.path, "hungry.h5", 7)
+        job_id = service.submit(user, model, TFLITE_ONLY)
+        events.wait_for(job_id, "failed", timeout=60)
+    finally:
+        capped.kill_group()
+    failure = next(e for _, e in events.events if e.job_id == job_id and e.kind == "failed")
+    assert failure.reason == FailureReason.MEMORY and failure.reason_args == {"mb": 300}
+    assert service.status(job_id).error_message == "the conversion used more than 300 MB of memory and was stopped"
 
 
 @SQLITE
