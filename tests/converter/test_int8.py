@@ -412,3 +412,18 @@ def test_an_op_with_no_integer_kernel_is_refused_by_name(tmp_path: Path) -> None
         "TFLite int8: no integer kernel for SIN; a full-integer model cannot hold it: "
         "use --quant dynamic or float16, or replace that op in the model"
     )
+
+
+def test_cli_converts_int8_io_from_images_and_prints_what_to_check(
+    fer_model: Path, labelled_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    argv = ["convert", str(fer_model), "--to", "tflite", "--quant", "int8-io", "--calibration", str(labelled_images)]
+    code = main([*argv, "--input-range", "-1,1", "-o", str(tmp_path)])
+    shown = capsys.readouterr().out
+    assert code in (0, 2)  # 2: an output off by more than the tolerance, on the check's inputs
+    assert "and for int8 on a few of your samples" in shown
+    assert "tflite int8-io: top-1 agrees on " in shown and "% of your 12 images (quantized vs float; least: " in shown
+    assert "input  input_1 -> tensor 0 'serving_default_input_1:0' int8 [?,64,64,1] scale " in shown
+    print(shown)
