@@ -336,6 +336,26 @@ def test_samples_that_do_not_fit_are_refused(arrays: dict[str, np.ndarray], mess
     assert str(refused.value) == message
 
 
+def test_a_tar_gz_of_jpeg_and_png_images_in_one_folder_has_no_classes(tmp_path: Path) -> None:
+    import tarfile
+
+    from PIL import Image
+
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(_image(1, 0))).save(jpeg, "JPEG")
+    with tarfile.open(tmp_path / "mixed.tar.gz", "w:gz") as archive:
+        for name, data in (("shots/a.jpg", jpeg.getvalue()), ("shots/b.PNG", _image(2, 1)), ("shots/.c.png", b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    slot = InputSlot("image", "float32", (1, 24, 24, 3))
+    calibration = load_calibration(tmp_path / "mixed.tar.gz", [slot], "-1,1", tmp_path, 50)
+    assert [sample["image"].shape for sample in calibration.samples] == [(1, 24, 24, 3)] * 2  # hidden file skipped
+    assert calibration.classes == ()  # one folder: nothing to group by
+    with pytest.raises(BadOptionsError, match=r"^images fit an input shaped \[1,H,W,1\] or \[1,H,W,3\]; input x is"):
+        load_calibration(tmp_path / "mixed.tar.gz", [InputSlot("x", "float32", (1, 10))], "0,1", tmp_path / "w", 50)
+
+
 def test_an_archive_without_images_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
         archive.writestr("photos/readme.txt", "no pictures here")
