@@ -17,6 +17,8 @@ from converter.errors import BadOptionsError, ConvbotError
 from converter.inspection import inspect
 from converter.isolation import convert_variants
 from converter.options import (
+    DEFAULT_MAX_CALIBRATION_MB,
+    INPUT_RANGES,
     ConversionOptions,
     parse_shape,
     parse_targets,
@@ -58,8 +60,20 @@ def _build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--quant",
         default="none",
-        help="none, float16, dynamic, uint8, uint16, or per target: tflite:dynamic,tfjs:uint16; "
-        "auto: per target the smallest file that passes its tolerance",
+        help="none, float16, dynamic, uint8, uint16, int8, int8-io (TFLite full-integer, with --calibration), "
+        "or per target: tflite:dynamic,tfjs:uint16; auto: per target the smallest file that passes its tolerance",
+    )
+    convert.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="FILE",
+        help="int8: your samples, an .npz/.npy of inputs or a .zip/.tar.gz of JPEG/PNG images "
+        "(in one folder per class: also the top-1 agreement)",
+    )
+    convert.add_argument(
+        "--input-range",
+        choices=list(INPUT_RANGES),
+        help="int8 from images: what the model's input takes for pixels 0..255",
     )
     convert.add_argument("-o", "--output-dir", type=Path, default=Path("out"), help="where to write (default ./out)")
     convert.add_argument("--timeout", type=float, default=600.0, help="seconds before the conversion is stopped")
@@ -140,6 +154,9 @@ def run_convert(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         verify_inputs=str(args.verify_inputs) if args.verify_inputs else None,
         warnings=tuple(warnings),
+        calibration=str(args.calibration) if args.calibration else None,
+        input_range=args.input_range,
+        max_calibration_mb=_max_calibration_mb() if args.calibration else DEFAULT_MAX_CALIBRATION_MB,
     )
     stem = artifact_stem(args.model)
     if args.compare_quant or auto:
@@ -191,6 +208,23 @@ def _keep_smallest_passing(results: list[ConversionResult], args: argparse.Names
     else:
         print(render_quant_choices(choices))
     return 0 if all(choice.kept is not None and choice.kept.passed for choice in choices) else 2
+
+
+def _max_calibration_mb() -> float:
+    from jobs.settings import load_settings
+
+    return load_settings().max_calibration_mb
+
+
+def _attach_input_range(argv: Sequence[str]) -> list[str]:
+    """`--input-range -1,1` as `--input-range=-1,1`: argparse takes a value starting with '-' for an option."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] == "--input-range" and arg.startswith("-") and arg not in ("-h", "--help"):
+            joined[-1] = f"--input-range={arg}"
+        else:
+            joined.append(arg)
+    return joined
 
 
 def run_db(args: argparse.Namespace) -> int:
@@ -266,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pydantic-settings (0.7 s) is not needed to print `--help` or a usage error.
     from jobs.settings import SettingsError
 
-    args = _build_parser().parse_args(argv)
+    args = _build_parser().parse_args(_attach_input_range(sys.argv[1:] if argv is None else argv))
     handlers = {
         "inspect": run_inspect,
         "convert": run_convert,

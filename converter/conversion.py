@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from converter import formats as fmt
+from converter.agreement import tflite_top1_agreement, worst_error_on_samples
 from converter.archive import ArchiveLimits
+from converter.calibration import CalibrationSet, InputSlot, load_calibration
 from converter.culprit import SourceGraph
 from converter.detect import ModelSource, detect_model
 from converter.errors import BadOptionsError, ConversionError
@@ -29,7 +31,7 @@ from converter.inspection import inspect_source
 from converter.machine_independence import use_machine_independent_tensorflow
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
-from converter.result import ERROR, NOT_RUN, Artifact, ArtifactCheck, ConversionResult, OutputCheck
+from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, ConversionResult, OutputCheck
 from converter.selection import SelectionHeads, selection_heads, with_selection_tensors
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
@@ -198,6 +200,7 @@ def convert_in_process(
             source = _freeze_tf1_checkpoint(source, options, work_dir)
         summary = inspect_source(source)
         plan = plan_conversion(summary, options)
+        calibration = _load_calibration(options, plan, work_dir) if options.needs_calibration else None
     stem = stem or artifact_stem(Path(model_path))
     warnings = list(options.warnings) + list(plan.warnings)
     if Target.TFJS_LAYERS in options.targets:
@@ -207,15 +210,19 @@ def convert_in_process(
         versions = tool_versions()
 
     logs: list[str] = []
-    verification = Verification(source, summary, plan, options, original, Path(model_path)) if options.verify else None
+    verification = (
+        Verification(source, summary, plan, options, original, Path(model_path), calibration)
+        if options.verify
+        else None
+    )
     if verification is not None:
         verification.start_early()
     delivery = Delivery(out_dir, verification, stages, on_artifact)
     if source.format.is_graph:
-        needs_flex = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs, delivery)
+        needs_flex = _convert_graph(source, plan, options, out_dir, work_dir, stem, stages, logs, delivery, calibration)
     else:
         needs_flex = _convert_via_saved_model(
-            source, summary, plan, options, out_dir, work_dir, stem, stages, logs, delivery
+            source, summary, plan, options, out_dir, work_dir, stem, stages, logs, delivery, calibration
         )
     delivery.finish()
     logs += [failure.log for failure in delivery.failures]
@@ -342,6 +349,7 @@ def _convert_graph(
     stages: StageClock,
     logs: list[str],
     delivery: Delivery,
+    calibration: CalibrationSet | None = None,
 ) -> bool:
     from converter.tensorflow_export import saved_model_from_graph, write_frozen_graph
     from converter.tfjs_export import tfjs_from_frozen_graph
@@ -363,6 +371,7 @@ def _convert_graph(
                     plan.tflite_shapes,
                     options.tflite_quantization,
                     out_dir / f"{stem}.tflite",
+                    calibration.representative_dataset if calibration is not None else None,
                 )
             logs.append(outcome.log)
             needs_flex = outcome.needs_flex_delegate
@@ -404,6 +413,7 @@ def _convert_via_saved_model(
     stages: StageClock,
     logs: list[str],
     delivery: Delivery,
+    calibration: CalibrationSet | None = None,
 ) -> bool:
     from converter.serving_export import export_keras, export_saved_model_subset
     from converter.tensorflow_export import frozen_graph_from_saved_model, save_zipped_saved_model
@@ -429,7 +439,12 @@ def _convert_via_saved_model(
     if Target.TFLITE in options.targets:
         with delivery.attempt(Target.TFLITE, options.tflite_quantization):
             with stages.stage("convert_tflite"):
-                outcome = tflite_from_saved_model(serving_dir, options.tflite_quantization, out_dir / f"{stem}.tflite")
+                outcome = tflite_from_saved_model(
+                    serving_dir,
+                    options.tflite_quantization,
+                    out_dir / f"{stem}.tflite",
+                    calibration.representative_dataset if calibration is not None else None,
+                )
             logs.append(outcome.log)
             needs_flex = outcome.needs_flex_delegate
             delivery.add(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
@@ -461,6 +476,19 @@ def _convert_via_saved_model(
                 logs.append(tfjs_layers_from_keras(source.path, source.format, options.tfjs_quantization, layers_dir))
             delivery.add(_checked_tfjs_artifact(layers_dir, Target.TFJS_LAYERS, options.tfjs_quantization))
     return needs_flex
+
+
+def _load_calibration(options: ConversionOptions, plan: ConversionPlan, work_dir: Path) -> CalibrationSet:
+    """The user's samples for a full-integer .tflite, checked against the planned inputs (batch 1 where open)."""
+    slots = [
+        InputSlot(_key(spec), spec.dtype, _batch_of_one(plan.tflite_shapes.get(_key(spec), ()))) for spec in plan.inputs
+    ]
+    assert options.calibration is not None  # needs_calibration: ConversionOptions checked it
+    return load_calibration(Path(options.calibration), slots, options.input_range, work_dir, options.max_calibration_mb)
+
+
+def _batch_of_one(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (1, *shape[1:]) if shape and shape[0] < 0 else shape
 
 
 def _rebuild_tfjs_graph(source: ModelSource, work_dir: Path) -> ModelSource:
@@ -495,6 +523,9 @@ def _tfjs_reference(model_dir: Path, output_keys: list[str]) -> Any:
     return run
 
 
+CALIBRATION_SAMPLES_VERIFIED = 3  # besides the usual inputs; every sample counts in the top-1 agreement
+RAN = (PASSED, FAILED)
+
 # The reference outputs (and graph check) of the last model verified in this process, by Verification._shared_key.
 _SHARED_REFERENCE: dict[tuple[Any, ...], tuple[list[Any], tuple[OutputCheck, ...]]] = {}
 
@@ -516,8 +547,10 @@ class Verification:
         options: ConversionOptions,
         original: ModelSource,
         model_path: Path | None = None,
+        calibration: CalibrationSet | None = None,
     ) -> None:
         self.output_keys = [_key(spec) for spec in plan.outputs]
+        self.calibration = calibration
         self.graph_check: tuple[OutputCheck, ...] = ()
         self._reference_run: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._expected: list[Any] | None = None  # the reference's outputs on input_sets, computed once
@@ -538,12 +571,14 @@ class Verification:
         self.input_sets = make_inputs(plan.inputs, shapes)
         if options.verify_inputs:
             self.input_sets.insert(0, load_user_inputs(Path(options.verify_inputs), list(shapes)))
+        if calibration is not None:  # an int8 model is checked on inputs like the ones its ranges were set on
+            self.input_sets.extend(calibration.first(CALIBRATION_SAMPLES_VERIFIED))
         self.source, self.original = source, original
         # The variants of one model (--compare-quant) share its reference outputs: same file, outputs and inputs.
         stat = model_path.stat() if model_path is not None else None
         self._shared_key = (
             (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(self.output_keys), repr(shapes))
-            if model_path is not None and stat is not None and not options.verify_inputs
+            if model_path is not None and stat is not None and not options.verify_inputs and calibration is None
             else None
         )
         self.signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)
@@ -580,7 +615,21 @@ class Verification:
             expected=self._expected,
             graph_faithful=all(output.passed for output in self.graph_check),
         )
-        return check
+        return self._with_agreement(artifact, check)
+
+    def _with_agreement(self, artifact: Artifact, check: ArtifactCheck) -> ArtifactCheck:
+        """A full-integer .tflite that ran: its error on the user's samples apart from the check's other inputs
+        (far from the samples, int8 activations saturate), and its top-1 agreement on images in class folders."""
+        if self.calibration is None or not artifact.quantization.is_full_integer or check.status not in RAN:
+            return check
+        assert self._expected is not None  # computed by check()
+        count = len(self.calibration.first(CALIBRATION_SAMPLES_VERIFIED))  # the last input sets
+        error = worst_error_on_samples(
+            Path(artifact.path), self.input_sets[-count:], self._expected[-count:], self.output_keys
+        )
+        figure = f"on {count} of your samples: up to {error:.2e} of scale"
+        agreement = tflite_top1_agreement(Path(artifact.path), self._run_reference, self.calibration, self.output_keys)
+        return replace(check, message="; ".join(filter(None, [check.message, figure])), agreement=agreement)
 
     def start_early(self) -> None:
         """Compute the reference outputs on a thread while the first target converts (a graph source: its own

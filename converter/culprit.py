@@ -134,6 +134,11 @@ def advise(
         )
     if quantization is Quantization.UINT16:
         return f"uint16 weights move this model's outputs {moved}; try quant=float16, or keep float32"
+    if quantization.is_full_integer:
+        return (
+            f"int8 moves this model's outputs {moved}; its activation ranges come from your samples, so inputs "
+            "unlike them saturate: calibrate on samples that cover what the model will see, or try quant=dynamic"
+        )
     if target.is_tensorflow:
         return "the exported model computes something other than the source: do not use it; report it with the model"
     runtime = "TFLite" if target is Target.TFLITE else "TF.js"

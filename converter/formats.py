@@ -41,16 +41,29 @@ class Target(StrEnum):
 
 
 class Quantization(StrEnum):
-    """Weight quantization of an artifact. The first three apply to TFLite, the rest to TF.js."""
+    """Quantization of an artifact. NONE and FLOAT16 apply to both targets; DYNAMIC, INT8 and INT8_IO to TFLite;
+    UINT8 and UINT16 to TF.js."""
 
     NONE = "none"
     FLOAT16 = "float16"
     DYNAMIC = "dynamic"  # TFLite dynamic-range (the old post_training_quantize)
     UINT8 = "uint8"  # TF.js affine weight quantization
     UINT16 = "uint16"
+    INT8 = "int8"  # TFLite full-integer, calibrated on the user's samples; float inputs and outputs
+    INT8_IO = "int8-io"  # the same with int8 inputs and outputs (microcontrollers, the Edge TPU)
+
+    @property
+    def is_full_integer(self) -> bool:
+        return self in (Quantization.INT8, Quantization.INT8_IO)
 
 
-TFLITE_QUANTIZATIONS = (Quantization.NONE, Quantization.FLOAT16, Quantization.DYNAMIC)
+TFLITE_QUANTIZATIONS = (
+    Quantization.NONE,
+    Quantization.FLOAT16,
+    Quantization.DYNAMIC,
+    Quantization.INT8,
+    Quantization.INT8_IO,
+)
 TFJS_QUANTIZATIONS = (Quantization.NONE, Quantization.FLOAT16, Quantization.UINT8, Quantization.UINT16)
 
 SAVED_MODEL_PB = "saved_model.pb"

@@ -12,6 +12,10 @@ from converter.formats import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, Quantiza
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
 SCALAR_WORDS = ("scalar", "()", "[]")  # how a shape of rank 0 is written
+DEFAULT_MAX_CALIBRATION_MB = 50.0  # CONVBOT_MAX_CALIBRATION_MB
+# How image pixels (0..255) map to a model's input, as the user writes it.
+INPUT_RANGES: dict[str, tuple[float, float]] = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0), "0,255": (0.0, 255.0)}
+TFJS_TARGETS = (Target.TFJS, Target.TFJS_LAYERS)
 
 
 @dataclass(frozen=True)
@@ -27,14 +31,39 @@ class ConversionOptions:
     verify: bool = True  # run the source and every artifact on the same inputs and compare
     verify_inputs: str | None = None  # a .npy (one input) or .npz (by input name) to verify on
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    calibration: str | None = None  # int8: the user's samples, an .npz/.npy or an archive of images
+    input_range: str | None = None  # int8 from images: a key of INPUT_RANGES
+    max_calibration_mb: float = DEFAULT_MAX_CALIBRATION_MB
 
     def __post_init__(self) -> None:
         if not self.targets:
             raise BadOptionsError("choose at least one target: tflite, tfjs")
         if self.tflite_quantization not in TFLITE_QUANTIZATIONS:
             raise BadOptionsError(f"TFLite takes quantization {_names(TFLITE_QUANTIZATIONS)}")
-        if self.tfjs_quantization not in TFJS_QUANTIZATIONS:
+        if self.tfjs_quantization.is_full_integer and any(t in TFJS_TARGETS for t in self.targets):
+            raise BadOptionsError(
+                f"{self.tfjs_quantization.value} is for TFLite only (TF.js has no integer kernels): "
+                f"use --to tflite, or tflite:{self.tfjs_quantization.value},tfjs:uint8"
+            )
+        if self.tfjs_quantization not in TFJS_QUANTIZATIONS and not self.tfjs_quantization.is_full_integer:
             raise BadOptionsError(f"TF.js takes quantization {_names(TFJS_QUANTIZATIONS)}")
+        self._check_calibration()
+
+    @property
+    def needs_calibration(self) -> bool:
+        """A full-integer .tflite is asked for: it is calibrated on the user's samples."""
+        return self.tflite_quantization.is_full_integer and Target.TFLITE in self.targets
+
+    def _check_calibration(self) -> None:
+        if self.needs_calibration and not self.calibration:
+            raise BadOptionsError(
+                f"{self.tflite_quantization.value} is calibrated on your own samples: give --calibration FILE "
+                "(an .npz/.npy of inputs, or a .zip/.tar.gz of JPEG/PNG images)"
+            )
+        if self.calibration and not self.needs_calibration:
+            raise BadOptionsError("--calibration is used by --quant int8 or int8-io for TFLite only")
+        if self.input_range is not None and self.input_range not in INPUT_RANGES:
+            raise BadOptionsError(f"--input-range is one of {', '.join(INPUT_RANGES)} (got '{self.input_range}')")
 
     @property
     def shape_map(self) -> dict[str, tuple[int, ...]]:
@@ -52,6 +81,9 @@ class ConversionOptions:
             "verify": self.verify,
             "verify_inputs": self.verify_inputs,
             "warnings": list(self.warnings),
+            "calibration": self.calibration,
+            "input_range": self.input_range,
+            "max_calibration_mb": self.max_calibration_mb,
         }
 
     @classmethod
@@ -66,6 +98,10 @@ class ConversionOptions:
             verify=data["verify"],
             verify_inputs=data["verify_inputs"],
             warnings=tuple(data["warnings"]),
+            # Absent from the options of jobs queued before int8 existed.
+            calibration=data.get("calibration"),
+            input_range=data.get("input_range"),
+            max_calibration_mb=data.get("max_calibration_mb", DEFAULT_MAX_CALIBRATION_MB),
         )
 
 
@@ -113,7 +149,8 @@ def split_quantization(text: str) -> tuple[Quantization, Quantization, list[str]
     """One user word -> (TFLite quantization, TF.js quantization, warnings).
 
     'float16' applies to both; 'dynamic' and 'uint8' are both 8-bit weights, so each target gets
-    its own 8-bit kind; 'uint16' exists only in TF.js. 'tflite:dynamic,tfjs:uint16' sets each.
+    its own 8-bit kind; 'uint16' exists only in TF.js. 'int8' and 'int8-io' are asked of both, so that
+    ConversionOptions refuses them for a TF.js target in one line. 'tflite:dynamic,tfjs:uint16' sets each.
     """
     text = text.strip().lower() or "none"
     if ":" in text:
@@ -129,7 +166,7 @@ def split_quantization(text: str) -> tuple[Quantization, Quantization, list[str]
                 raise BadOptionsError(f"unknown target '{target}' in '{text}'; use tflite:... or tfjs:...")
         return tflite, tfjs, []
     quant = _quantization(text)
-    if quant in (Quantization.NONE, Quantization.FLOAT16):
+    if quant in (Quantization.NONE, Quantization.FLOAT16) or quant.is_full_integer:
         return quant, quant, []
     if quant in (Quantization.DYNAMIC, Quantization.UINT8):
         return Quantization.DYNAMIC, Quantization.UINT8, []
@@ -144,7 +181,9 @@ def _quantization(text: str) -> Quantization:
     try:
         return Quantization(text.strip())
     except ValueError:
-        raise BadOptionsError(f"unknown quantization '{text}'; use none, float16, dynamic, uint8 or uint16") from None
+        raise BadOptionsError(
+            f"unknown quantization '{text}'; use none, float16, dynamic, uint8, uint16, int8 or int8-io"
+        ) from None
 
 
 def quantization_variants(options: ConversionOptions) -> list[tuple[str, ConversionOptions]]:

@@ -70,6 +70,21 @@ class TensorEntry:
     dtype: str
     shape: tuple[int, ...]
     index: int | None = None  # TFLite tensor index
+    scale: float = 0.0  # an int8 tensor (int8-io): real value = scale * (stored - zero_point); 0 for others
+    zero_point: int = 0
+
+
+@dataclass(frozen=True)
+class TopOneAgreement:
+    """How often a quantized classifier picks the float model's class, on the user's images in class folders."""
+
+    images: int
+    agreeing: int
+    by_class: tuple[tuple[str, int, int], ...] = ()  # (class folder, images, agreeing)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.agreeing / self.images if self.images else 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class ArtifactCheck:
     culprit: str = ""  # a failed artifact: the first node where it departs, the weights rounded most
     advice: str = ""  # a failed artifact: what the failure means and the next step
     engine: str = ""  # what ran the artifact where that varies: the TF.js backend ("wasm", "cpu")
+    agreement: TopOneAgreement | None = None  # an int8 classifier calibrated on images in class folders
 
 
 @dataclass(frozen=True)
@@ -179,8 +195,15 @@ def check_from_dict(data: dict[str, Any]) -> ArtifactCheck:
             "outputs": tuple(OutputCheck(**item) for item in data["outputs"]),
             "inputs_manifest": manifest(data["inputs_manifest"]),
             "outputs_manifest": manifest(data["outputs_manifest"]),
+            "agreement": _agreement(data.get("agreement")),
         }
     )
+
+
+def _agreement(data: dict[str, Any] | None) -> TopOneAgreement | None:
+    if data is None:
+        return None
+    return TopOneAgreement(data["images"], data["agreeing"], tuple(tuple(row) for row in data["by_class"]))
 
 
 def _tensor_spec(data: dict[str, Any]) -> TensorSpec:

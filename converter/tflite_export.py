@@ -5,7 +5,7 @@ Runs in the conversion process only: it imports TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from converter import formats as fmt
 from converter.error_messages import explain_failure
 from converter.errors import ConversionError
 from converter.formats import Quantization, Target
+from converter.full_integer import RepresentativeDataset, convert_full_integer
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,18 @@ def _needs_select_ops(log: str) -> bool:
     return "SELECT_TF_OPS" in log or "not supported by the native TFLite runtime" in log or "Flex" in log
 
 
-def convert_with_fallback(make_converter: Any, quantization: Quantization, out_path: Path) -> TFLiteOutcome:
-    """Convert with builtins; on unsupported ops, again with SELECT_TF_OPS; write `out_path`."""
+def convert_with_fallback(
+    make_converter: Any, quantization: Quantization, out_path: Path, representative: RepresentativeDataset | None = None
+) -> TFLiteOutcome:
+    """Convert with builtins; on unsupported ops, again with SELECT_TF_OPS; write `out_path`.
+
+    Full-integer variants are calibrated on `representative` and have no fallback: Select TF ops are float."""
     from tensorflow.lite.python.convert import ConverterError
+
+    if quantization.is_full_integer:
+        assert representative is not None, "a full-integer conversion is calibrated on the user's samples"
+        out_path.write_bytes(convert_full_integer(make_converter, quantization, representative))
+        return TFLiteOutcome(out_path, False, "")
 
     logs = []
     for select_ops in (False, True):
@@ -70,8 +80,9 @@ def tflite_from_frozen_graph(
     shapes: dict[str, tuple[int, ...]],
     quantization: Quantization,
     out_path: Path,
+    samples: Callable[[], Iterator[dict[str, Any]]] | None = None,
 ) -> TFLiteOutcome:
-    """The TF1 path the seed took: tensors keep the graph's node names."""
+    """The TF1 path the seed took: tensors keep the graph's node names. `samples`: calibration, by node name."""
     import tensorflow as tf
 
     def make() -> Any:
@@ -79,7 +90,11 @@ def tflite_from_frozen_graph(
             str(graph_path), list(inputs), list(outputs), input_shapes={k: list(v) for k, v in shapes.items()}
         )
 
-    outcome = convert_with_fallback(make, quantization, out_path)
+    def in_input_order() -> Iterator[list[Any]]:  # the TF1 converter takes each sample as a list
+        assert samples is not None
+        return ([sample[name] for name in inputs] for sample in samples())
+
+    outcome = convert_with_fallback(make, quantization, out_path, in_input_order if samples is not None else None)
     out_path.write_bytes(add_serving_signature(out_path.read_bytes(), inputs, outputs))
     return outcome
 
@@ -119,8 +134,14 @@ def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else (value or "")
 
 
-def tflite_from_saved_model(saved_model_dir: Path, quantization: Quantization, out_path: Path) -> TFLiteOutcome:
-    """Convert the serving signature; the TFLite signature keeps its input and output keys."""
+def tflite_from_saved_model(
+    saved_model_dir: Path,
+    quantization: Quantization,
+    out_path: Path,
+    samples: Callable[[], Iterator[dict[str, Any]]] | None = None,
+) -> TFLiteOutcome:
+    """Convert the serving signature; the TFLite signature keeps its input and output keys.
+    `samples`: calibration, by signature key."""
     import tensorflow as tf
 
     def make() -> Any:
@@ -128,4 +149,4 @@ def tflite_from_saved_model(saved_model_dir: Path, quantization: Quantization, o
             str(saved_model_dir), signature_keys=[fmt.SERVING_SIGNATURE], tags={fmt.SERVING_TAG}
         )
 
-    return convert_with_fallback(make, quantization, out_path)
+    return convert_with_fallback(make, quantization, out_path, samples)

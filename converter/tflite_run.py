@@ -15,7 +15,44 @@ EMPTY_TENSOR_ERROR = "Invalid tensor size"
 
 
 def run_signature(interpreter: Any, runner: Any, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-    """`runner(**inputs)` (a signature runner of `interpreter`), each output as an array, empty ones too."""
+    """`runner(**inputs)` (a signature runner of `interpreter`), each output as an array, empty ones too.
+
+    A full-integer model with int8 inputs and outputs (int8-io) takes float values and gives float values,
+    quantized and dequantized with each tensor's scale and zero point, as its users' code does."""
+    details = runner.get_input_details()
+    inputs = {key: _quantized(value, details[key]) if key in details else value for key, value in inputs.items()}
+    outputs = _run(interpreter, runner, inputs)
+    details = runner.get_output_details()
+    return {key: _dequantized(value, details[key]) if key in details else value for key, value in outputs.items()}
+
+
+def tensor_quantization(detail: dict[str, Any]) -> tuple[float, int]:
+    """(scale, zero point) of an integer-quantized tensor of a signature runner; (0.0, 0) for any other."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return 0.0, 0
+    return float(scale), int(zero_point)
+
+
+def _quantized(values: NDArray[Any], detail: dict[str, Any]) -> NDArray[Any]:
+    scale, zero_point = tensor_quantization(detail)
+    values = np.asarray(values)
+    if not scale or not np.issubdtype(values.dtype, np.floating):
+        return values
+    dtype = np.dtype(detail["dtype"])
+    limits = np.iinfo(dtype)
+    stored: NDArray[Any] = np.clip(np.round(values / scale) + zero_point, limits.min, limits.max).astype(dtype)
+    return stored
+
+
+def _dequantized(values: NDArray[Any], detail: dict[str, Any]) -> NDArray[Any]:
+    scale, zero_point = tensor_quantization(detail)
+    if not scale:
+        return values
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def _run(interpreter: Any, runner: Any, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     try:
         return {key: np.asarray(value) for key, value in runner(**inputs).items()}
     except ValueError as error:

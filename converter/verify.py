@@ -19,7 +19,7 @@ from converter.formats import ModelFormat, Quantization, Target
 from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, OutputCheck, TensorEntry
 from converter.selection import SelectionHeads, artifact_tensors, tensor_name, tie_message
 from converter.summary import TensorSpec
-from converter.tflite_run import run_signature
+from converter.tflite_run import run_signature, tensor_quantization
 
 if TYPE_CHECKING:
     from converter.culprit import SourceGraph
@@ -35,6 +35,9 @@ TOLERANCES = {
     Quantization.UINT16: 1e-2,
     Quantization.DYNAMIC: 1e-1,
     Quantization.UINT8: 1e-1,
+    # Full-integer: every activation rounded to 8 bits too, on ranges set by the user's samples.
+    Quantization.INT8: 1e-1,
+    Quantization.INT8_IO: 1e-1,
 }
 # When the reference is another engine (a TF.js model run in TF.js), float32 results differ by the
 # order each engine sums in: on a deep model (rvm, 910 nodes) TensorFlow running the exact rebuilt
@@ -245,7 +248,12 @@ def _tflite_runner(artifact: Artifact, output_keys: Sequence[str]) -> Runner:
         details = runner.get_input_details() if kind == "inputs" else runner.get_output_details()
         return tuple(
             TensorEntry(
-                key, d["name"], np.dtype(d["dtype"]).name, tuple(int(x) for x in d["shape_signature"]), int(d["index"])
+                key,
+                d["name"],
+                np.dtype(d["dtype"]).name,
+                tuple(int(x) for x in d["shape_signature"]),
+                int(d["index"]),
+                *tensor_quantization(d),
             )
             for key, d in details.items()
         )

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     retention_hours: float = Field(default=168.0, gt=0)
     cleanup_interval_minutes: float = Field(default=60.0, gt=0)
     max_disk_mb: float = Field(default=10240.0, gt=0)
+    max_calibration_mb: float = Field(default=50.0, gt=0)  # an int8 calibration file (samples or images)
     storage_url: str = ""  # empty: uploads and artifacts under data_dir; or s3://bucket/prefix (jobs/storage.py)
     s3_endpoint_url: str = ""  # empty: AWS S3; else SeaweedFS, MinIO, Ceph... (http(s)://host:port)
     broker_url: str = ""  # empty: jobs run in the local pool; redis://...: on `convbot worker` machines

@@ -93,7 +93,10 @@ def test_convert_with_options_and_json(multihead_graph, tmp_path: Path) -> None:
 def test_convert_bad_option_names_the_fix(multihead_graph, tmp_path: Path) -> None:
     done = convbot("convert", str(multihead_graph.path), "--quant", "int4", "-o", str(tmp_path))
     assert done.returncode == 1
-    assert done.stderr.strip() == "convbot: unknown quantization 'int4'; use none, float16, dynamic, uint8 or uint16"
+    assert (
+        done.stderr.strip()
+        == "convbot: unknown quantization 'int4'; use none, float16, dynamic, uint8, uint16, int8 or int8-io"
+    )
 
 
 def test_a_file_that_fails_to_run_is_not_kept_and_the_others_are(tmp_path: Path) -> None:
