@@ -136,7 +136,7 @@ def render_validation(results: Sequence[ConversionResult]) -> str:
         return "validation: not run (--no-verify)"
     title = "validation: the source model and each artifact on seeded random inputs and all ones"
     if any(c.quantization.is_full_integer for r in results for c in r.validation):
-        title += ", and for int8 on a few of your samples"
+        title += "; int8 on a few of your samples instead"
     headers = ["target", "quant", "size", "status", "output", "max abs err", "rel to scale", "tolerance"]
     return "\n".join(
         [title, table(headers, rows), *_tie_notes(results), *_int8_notes(results), *_failure_notes(results)]

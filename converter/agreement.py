@@ -33,10 +33,10 @@ def tflite_top1_agreement(
     return top1_agreement(reference, _tflite_run(tflite_path), calibration, output_keys[0])
 
 
-def worst_error_on_samples(
+def worst_error_on_inputs(
     tflite_path: Path, samples: list[dict[str, NDArray[Any]]], expected: list[dict[str, Any]], output_keys: list[str]
 ) -> float:
-    """The largest error relative to scale of any output over `samples` (the reference gave `expected`)."""
+    """The largest error relative to scale of any output over the input sets `samples` (reference: `expected`)."""
     run = _tflite_run(tflite_path)
     scales = output_scales(expected, output_keys)
     return max(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from converter import formats as fmt
-from converter.agreement import tflite_top1_agreement, worst_error_on_samples
+from converter.agreement import tflite_top1_agreement, worst_error_on_inputs
 from converter.archive import ArchiveLimits
 from converter.calibration import CalibrationSet, InputSlot, load_calibration
 from converter.culprit import SourceGraph
@@ -604,30 +604,43 @@ class Verification:
                 if self._shared_key is not None:
                     _SHARED_REFERENCE.clear()  # one model's at a time: a process converts one model at a time
                     _SHARED_REFERENCE[self._shared_key] = (self._expected, self.graph_check)
+        inputs, expected = self.input_sets, self._expected
+        on_samples = self.calibration is not None and artifact.quantization.is_full_integer
+        if on_samples:  # a full-integer file is judged on inputs like the ones its ranges were set on
+            inputs, expected = inputs[-self._samples_checked :], expected[-self._samples_checked :]
         (check,) = verify_artifacts(
             [artifact],
             self.output_keys,
-            self.input_sets,
+            inputs,
             self._run_reference,  # not run: the outputs are given; built only when the outputs are computed here
             self.tolerance_floor,
             self.heads,
             source_graph=self.graph,
-            expected=self._expected,
+            expected=expected,
             graph_faithful=all(output.passed for output in self.graph_check),
         )
-        return self._with_agreement(artifact, check)
+        return self._with_agreement(artifact, check) if on_samples else check
+
+    @property
+    def _samples_checked(self) -> int:
+        """How many of the user's samples end the input sets (none without calibration)."""
+        return len(self.calibration.first(CALIBRATION_SAMPLES_VERIFIED)) if self.calibration is not None else 0
 
     def _with_agreement(self, artifact: Artifact, check: ArtifactCheck) -> ArtifactCheck:
-        """A full-integer .tflite that ran: its error on the user's samples apart from the check's other inputs
-        (far from the samples, int8 activations saturate), and its top-1 agreement on images in class folders."""
-        if self.calibration is None or not artifact.quantization.is_full_integer or check.status not in RAN:
+        """A full-integer .tflite, checked on the user's samples: for information, its error on the check's other
+        inputs (seeded random values, all ones: far from the samples, int8 activations saturate, so they do not
+        decide), and its top-1 agreement on images in class folders."""
+        if check.status not in RAN:
             return check
-        assert self._expected is not None  # computed by check()
-        count = len(self.calibration.first(CALIBRATION_SAMPLES_VERIFIED))  # the last input sets
-        error = worst_error_on_samples(
-            Path(artifact.path), self.input_sets[-count:], self._expected[-count:], self.output_keys
+        assert self._expected is not None and self.calibration is not None  # computed by check(); int8 has samples
+        count = self._samples_checked
+        error = worst_error_on_inputs(
+            Path(artifact.path), self.input_sets[:-count], self._expected[:-count], self.output_keys
         )
-        figure = f"on {count} of your samples: up to {error:.2e} of scale"
+        figure = (
+            f"checked on {count} of your samples; on random and all-ones inputs, outside the ranges your samples "
+            f"set, up to {error:.2e} of scale (for information)"
+        )
         agreement = tflite_top1_agreement(Path(artifact.path), self._run_reference, self.calibration, self.output_keys)
         return replace(check, message="; ".join(filter(None, [check.message, figure])), agreement=agreement)
 

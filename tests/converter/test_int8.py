@@ -133,7 +133,8 @@ def _check_int8_artifact(
         assert check.outputs_manifest[0].dtype == "int8" and check.outputs_manifest[0].scale > 0
     else:
         assert entry.dtype == "float32" and entry.scale == 0
-    assert "of your samples: up to" in check.message
+    # Judged on the user's samples, which set its ranges; the other inputs' figure is for information.
+    assert check.status == PASSED and "checked on 3 of your samples; on random" in check.message
     agreement = check.agreement
     assert agreement is not None and agreement.images == len(CLASSES) * IMAGES_PER_CLASS
     assert [row[:2] for row in agreement.by_class] == [(label, IMAGES_PER_CLASS) for label in CLASSES]
@@ -442,8 +443,8 @@ def test_cli_converts_int8_io_from_images_and_prints_what_to_check(
     argv = ["convert", str(fer_model), "--to", "tflite", "--quant", "int8-io", "--calibration", str(labelled_images)]
     code = main([*argv, "--input-range", "-1,1", "-o", str(tmp_path)])
     shown = capsys.readouterr().out
-    assert code in (0, 2)  # 2: an output off by more than the tolerance, on the check's inputs
-    assert "and for int8 on a few of your samples" in shown
+    assert code == 0, shown  # within its tolerance on the user's samples
+    assert "int8 on a few of your samples instead" in shown
     assert "tflite int8-io: top-1 agrees on " in shown and "% of your 12 images (quantized vs float; least: " in shown
     assert "input  input_1 -> tensor 0 'serving_default_input_1:0' int8 [?,64,64,1] scale " in shown
     print(shown)
