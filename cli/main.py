@@ -144,6 +144,9 @@ def run_convert(args: argparse.Namespace) -> int:
     auto = args.quant.strip().lower() == AUTO  # converts what --compare-quant does, then keeps the smallest passing
     _check_variant_options(args, auto)
     tflite_quant, tfjs_quant, warnings = split_quantization("none" if auto else args.quant)
+    variants_wanted = bool(args.compare_quant or auto)
+    # With several variants, the samples go to the int8 variant alone (see quantization_variants).
+    calibration = str(args.calibration) if args.calibration else None
     options = ConversionOptions(
         targets=parse_targets(args.to),
         inputs=_split(args.inputs),
@@ -154,14 +157,14 @@ def run_convert(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         verify_inputs=str(args.verify_inputs) if args.verify_inputs else None,
         warnings=tuple(warnings),
-        calibration=str(args.calibration) if args.calibration else None,
+        calibration=None if variants_wanted else calibration,
         input_range=args.input_range,
         max_calibration_mb=_max_calibration_mb() if args.calibration else DEFAULT_MAX_CALIBRATION_MB,
     )
     stem = artifact_stem(args.model)
-    if args.compare_quant or auto:
+    if variants_wanted:
         variants: list[tuple[ConversionOptions, str | None]] = [
-            (variant, f"{stem}_{name}") for name, variant in quantization_variants(options)
+            (variant, f"{stem}_{name}") for name, variant in quantization_variants(options, calibration)
         ]
     else:
         variants = [(options, stem)]

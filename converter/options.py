@@ -186,8 +186,11 @@ def _quantization(text: str) -> Quantization:
         ) from None
 
 
-def quantization_variants(options: ConversionOptions) -> list[tuple[str, ConversionOptions]]:
-    """The variants `--compare-quant` converts, named, for the targets `options` asks for."""
+def quantization_variants(
+    options: ConversionOptions, calibration: str | None = None
+) -> list[tuple[str, ConversionOptions]]:
+    """The variants `--compare-quant` (and `--quant auto`) convert, named, for the targets `options` asks for;
+    with the user's samples (`calibration`) a full-integer TFLite too (int8: float inputs and outputs)."""
     tfjs_targets = tuple(t for t in options.targets if t in (Target.TFJS, Target.TFJS_LAYERS))
     none, f16 = Quantization.NONE, Quantization.FLOAT16
     quantizable = tuple(t for t in options.targets if not t.is_tensorflow)  # pb and savedmodel stay float32
@@ -200,6 +203,11 @@ def quantization_variants(options: ConversionOptions) -> list[tuple[str, Convers
         variants.append(
             ("dynamic", replace(options, targets=(Target.TFLITE,), tflite_quantization=Quantization.DYNAMIC))
         )
+    if Target.TFLITE in options.targets and calibration:
+        int8 = replace(
+            options, targets=(Target.TFLITE,), tflite_quantization=Quantization.INT8, calibration=calibration
+        )
+        variants.append((Quantization.INT8.value, int8))
     if tfjs_targets:
         for quant in (Quantization.UINT8, Quantization.UINT16):
             variants.append((quant.value, replace(options, targets=tfjs_targets, tfjs_quantization=quant)))

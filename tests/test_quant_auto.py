@@ -183,3 +183,32 @@ def test_the_picture_is_a_png_of_the_figures(tmp_path: Path) -> None:
     assert image.shape[:2] == (500, 1000)
     assert _colours(image) > 8  # markers in several colours, lines, text: not blank
     assert not np.array_equal(image, _read_png(second))  # uint8 moved under its tolerance, and is kept
+
+
+def test_auto_with_samples_tries_a_full_integer_tflite_too(tmp_path: Path) -> None:
+    model = write_one_wide_weight_graph(tmp_path / "wide.pb")
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, x=np.random.default_rng(5).random((16, 64), dtype=np.float32))
+    out = tmp_path / "out"
+    done = convbot(
+        "convert",
+        str(model),
+        "--to",
+        "tflite",
+        "--quant",
+        "auto",
+        "--calibration",
+        str(samples),
+        "-o",
+        str(out),
+        "--json",
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    (choice,) = json.loads(done.stdout)["choices"]
+    tried = {variant["quantization"]: variant for variant in choice["tried"]}
+    assert set(tried) == {"none", "float16", "dynamic", "int8"}  # int8 calibrated on the samples, beside the others
+    assert tried["int8"]["status"] in ("passed", "failed")  # it ran in the interpreter: a verdict, not an error
+    kept = choice["kept"]
+    assert kept["size"] == min(v["size"] for v in tried.values() if v["status"] == "passed")
+    assert [path.name for path in out.iterdir()] == [Path(kept["path"]).name]
