@@ -11,7 +11,7 @@ from bot.services import BotContext
 from bot.state import Draft
 from bot.texts import Texts
 from bot.views import cancel_keyboard, format_shape
-from converter.errors import BadOptionsError
+from converter.errors import BadOptionsError, ConvbotError
 from converter.options import ConversionOptions, parse_shape, parse_targets, split_quantization
 from jobs.catalog import UserView
 
@@ -31,7 +31,13 @@ def parse_convert_args(args: list[str], draft: Draft) -> Draft:
             name, dims = parse_shape(value)
             draft.shapes[name] = list(dims)
         elif key == "quant":
-            split_quantization(value)
+            tflite, _, _ = split_quantization(value)
+            if tflite.is_full_integer:  # calibrated on the user's samples, which a chat cannot send yet
+                raise BadOptionsError(
+                    f"{tflite.value} is calibrated on samples of your inputs, which the chat does not take yet: "
+                    f"use quant=dynamic or float16 here, or the command line: convbot convert MODEL --quant "
+                    f"{tflite.value} --calibration FILE"
+                )
             draft.quant = value.lower()
         else:
             raise BadOptionsError(f"unknown option '{key}='; use in=, out=, shape= or quant=")
@@ -86,7 +92,11 @@ async def start_conversion(chat_id: int, user: UserView, draft: Draft, context: 
             texts.quota_reached.format(limit=bot_services.settings.daily_jobs, when=reset.strftime("%Y-%m-%d %H:%M")),
         )
         return
-    options = draft_options(draft)
+    try:
+        options = draft_options(draft)
+    except ConvbotError as error:  # options that cannot go together: said in one line, like a typo
+        await context.bot.send_message(chat_id, error.message)
+        return
     job_id = await asyncio.to_thread(bot_services.jobs.submit, user.id, model.id, options)
     view = await asyncio.to_thread(bot_services.jobs.status, job_id)
     if view is not None and view.status == "queued":
