@@ -10,7 +10,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -29,6 +29,7 @@ from converter.formats import ModelFormat, Quantization, Target
 from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
 from converter.machine_independence import use_machine_independent_tensorflow
+from converter.mixed_quant import MakeMixed, try_uint8_mixed
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
 from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, ConversionResult, OutputCheck
@@ -292,12 +293,14 @@ class Delivery:
         if self.failures and not self.produced:
             raise self.failures[0]
 
-    def add(self, artifact: Artifact) -> None:
+    def add(self, artifact: Artifact, checked: ArtifactCheck | None = None) -> None:
+        """`checked`: the artifact's check when it was already verified (a uint8-mixed model)."""
         self.produced += 1
-        check = None
-        if self.verification is not None:
+        check = checked
+        if check is None and self.verification is not None:
             with self.stages.stage("validate"):
                 check = self.verification.check(artifact)
+        if check is not None:
             self.checks.append(check)
             if check.status == ERROR:  # never delivered: its check keeps the reason
                 _remove(Path(artifact.path))
@@ -387,6 +390,15 @@ def _convert_graph(
                 tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
                 logs.append(tfjs_from_frozen_graph(pruned_path, outputs, options.tfjs_quantization, tfjs_dir))
             delivery.add(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+
+        def make_mixed(float16_weights: Sequence[str]) -> Artifact:
+            mixed_dir = _fresh_dir(out_dir / f"{stem}_mixed_tfjs")
+            logs.append(
+                tfjs_from_frozen_graph(pruned_path, outputs, Quantization.UINT8_MIXED, mixed_dir, float16_weights)
+            )
+            return _checked_tfjs_artifact(mixed_dir, Target.TFJS, Quantization.UINT8_MIXED)
+
+        _offer_uint8_mixed(delivery, make_mixed)
     if Target.FROZEN_GRAPH in options.targets:
         with delivery.attempt(Target.FROZEN_GRAPH, Quantization.NONE):
             with stages.stage("write_pb"):
@@ -400,6 +412,23 @@ def _convert_graph(
                 )
             delivery.add(Artifact.from_path(Target.SAVED_MODEL, zip_path, Quantization.NONE))
     return needs_flex
+
+
+def _offer_uint8_mixed(delivery: Delivery, make: MakeMixed) -> None:
+    """The TF.js uint8 model just checked failed: try uint8-mixed (converter/mixed_quant.py), deliver it when it
+    passes, and say in the uint8 check's advice what was tried."""
+    failed_check = delivery.checks[-1] if delivery.checks else None
+    if failed_check is None or failed_check.status != FAILED or failed_check.target is not Target.TFJS:
+        return
+    verification = delivery.verification
+    if failed_check.quantization is not Quantization.UINT8 or verification is None or verification.graph is None:
+        return
+    with delivery.attempt(Target.TFJS, Quantization.UINT8_MIXED), delivery.stages.stage("convert_tfjs"):
+        outcome = try_uint8_mixed(delivery.artifacts[-1], failed_check, verification.graph, make, verification.check)
+        advice = "; ".join(filter(None, [failed_check.advice, outcome.sentence]))
+        delivery.checks[delivery.checks.index(failed_check)] = replace(failed_check, advice=advice)
+        if outcome.artifact is not None:
+            delivery.add(outcome.artifact, outcome.check)
 
 
 def _convert_via_saved_model(

@@ -377,8 +377,11 @@ def _tfjs_fetcher(model_dir: Path) -> _Fetcher:
 # ---------------------------------------------------------------- weights
 
 
-def worst_weights(graph_def: GraphDef, target: Target, quantization: Quantization) -> list[WeightRounding]:
-    """The weight constants the variant's quantization moves most, relative to each weight's norm."""
+def worst_weights(
+    graph_def: GraphDef, target: Target, quantization: Quantization, limit: int | None = WORST_WEIGHTS_SHOWN
+) -> list[WeightRounding]:
+    """The weight constants the variant's quantization moves most, relative to each weight's norm, worst first
+    (the first `limit`; every one the variant moves when None)."""
     from tensorboard.util.tensor_util import make_ndarray
 
     consumers = _consumer_ops(graph_def)
@@ -393,7 +396,7 @@ def worst_weights(graph_def: GraphDef, target: Target, quantization: Quantizatio
             continue
         rounded.append(WeightRounding(node.name, consumer or "?", _relative_norm_error(weights, restored)))
     rounded.sort(key=lambda w: -w.rel_error)
-    return [w for w in rounded[:WORST_WEIGHTS_SHOWN] if w.rel_error > 0]
+    return [w for w in rounded[:limit] if w.rel_error > 0]
 
 
 def _relative_norm_error(weights: NDArray[np.float32], restored: NDArray[np.float32]) -> float:

@@ -51,6 +51,9 @@ class Quantization(StrEnum):
     UINT16 = "uint16"
     INT8 = "int8"  # TFLite full-integer, calibrated on the user's samples; float inputs and outputs
     INT8_IO = "int8-io"  # the same with int8 inputs and outputs (microcontrollers, the Edge TPU)
+    # TF.js uint8 with the weights it rounds most kept in float16: made by convbot when uint8 fails its check
+    # (converter/mixed_quant.py), never asked for by name.
+    UINT8_MIXED = "uint8-mixed"
 
     @property
     def is_full_integer(self) -> bool:

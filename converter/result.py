@@ -103,6 +103,7 @@ class ArtifactCheck:
     advice: str = ""  # a failed artifact: what the failure means and the next step
     engine: str = ""  # what ran the artifact where that varies: the TF.js backend ("wasm", "cpu")
     agreement: TopOneAgreement | None = None  # an int8 classifier calibrated on images in class folders
+    float_weights: tuple[str, ...] = ()  # uint8-mixed: the weights kept in float16, the worst rounded first
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ def check_from_dict(data: dict[str, Any]) -> ArtifactCheck:
             "inputs_manifest": manifest(data["inputs_manifest"]),
             "outputs_manifest": manifest(data["outputs_manifest"]),
             "agreement": _agreement(data.get("agreement")),
+            "float_weights": tuple(data.get("float_weights", ())),
         }
     )
 

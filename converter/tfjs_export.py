@@ -29,10 +29,20 @@ from converter.tfjs_signature import key_tfjs_signature, signature_tensor_names
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 
-def _quantization_map(quantization: Quantization) -> dict[str, str] | None:
+def _quantization_map(
+    quantization: Quantization, float16_weights: Sequence[str] = ()
+) -> dict[str, str | bool | list[str]] | None:
     if quantization is Quantization.NONE:
         return None
+    if quantization is Quantization.UINT8_MIXED:
+        # tensorflowjs's map: a dtype given True takes every weight no pattern names (its fallthrough).
+        return {Quantization.UINT8.value: True, Quantization.FLOAT16.value: [_literal(n) for n in float16_weights]}
     return {quantization.value: "*"}
+
+
+def _literal(name: str) -> str:
+    """A weight name as a pattern of tensorflowjs's map (fnmatch) that matches that name only."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _run_tfjs(work: Any) -> str:
@@ -47,13 +57,21 @@ def _run_tfjs(work: Any) -> str:
     return buffer.getvalue()
 
 
-def tfjs_from_frozen_graph(graph_path: Path, outputs: list[str], quantization: Quantization, out_dir: Path) -> str:
-    """A TF.js graph model whose inputs and outputs keep the graph's node names."""
+def tfjs_from_frozen_graph(
+    graph_path: Path,
+    outputs: list[str],
+    quantization: Quantization,
+    out_dir: Path,
+    float16_weights: Sequence[str] = (),
+) -> str:
+    """A TF.js graph model whose inputs and outputs keep the graph's node names; `float16_weights` are the
+    weights a uint8-mixed model keeps in float16."""
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
 
+    dtype_map = _quantization_map(quantization, float16_weights)
     return _run_tfjs(
         lambda: tfjs.convert_tf_frozen_model(
-            str(graph_path), ",".join(outputs), str(out_dir), quantization_dtype_map=_quantization_map(quantization)
+            str(graph_path), ",".join(outputs), str(out_dir), quantization_dtype_map=dtype_map
         )
     )
 

@@ -35,6 +35,7 @@ TOLERANCES = {
     Quantization.UINT16: 1e-2,
     Quantization.DYNAMIC: 1e-1,
     Quantization.UINT8: 1e-1,
+    Quantization.UINT8_MIXED: 1e-1,  # judged as the uint8 it stands in for
     # Full-integer: every activation rounded to 8 bits too, on ranges set by the user's samples.
     Quantization.INT8: 1e-1,
     Quantization.INT8_IO: 1e-1,
