@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from converter.units import format_size
 from db.models import Artifact, Job, JobStatus, UploadedModel, utcnow
 from jobs.settings import Settings
+from jobs.storage import storage_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -288,9 +289,7 @@ def run_cleanup(
 
 def _clean_storage_and_local_tmp(session: Session, settings: Settings, now: datetime, dry_run: bool) -> CleanupReport:
     """Uploads and artifacts live in CONVBOT_STORAGE_URL: clean them there; only temp dirs stay local."""
-    # Imported here: jobs.storage_cleanup builds on this module.
-    from jobs.storage import storage_from_settings
-    from jobs.storage_cleanup import run_storage_cleanup
+    from jobs.storage_cleanup import run_storage_cleanup  # here: jobs.storage_cleanup builds on this module
 
     stored = run_storage_cleanup(session, settings, storage_from_settings(settings), now=now, dry_run=dry_run)
     local = _sweep_tmp(session, settings, now, dry_run)
