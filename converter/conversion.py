@@ -32,7 +32,17 @@ from converter.machine_independence import use_machine_independent_tensorflow
 from converter.mixed_quant import MakeMixed, try_uint8_mixed
 from converter.options import ConversionOptions
 from converter.prune import prune_graph, resolve_names
-from converter.result import ERROR, FAILED, NOT_RUN, PASSED, Artifact, ArtifactCheck, ConversionResult, OutputCheck
+from converter.result import (
+    ERROR,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    Artifact,
+    ArtifactCheck,
+    ConversionResult,
+    OutputCheck,
+    sha256_file,
+)
 from converter.selection import SelectionHeads, selection_heads, with_selection_tensors
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
@@ -559,6 +569,23 @@ RAN = (PASSED, FAILED)
 _SHARED_REFERENCE: dict[tuple[Any, ...], tuple[list[Any], tuple[OutputCheck, ...]]] = {}
 
 
+def model_identity(model_path: Path) -> tuple[Any, ...]:
+    """What a model's reference outputs depend on in its file: a file's SHA-256 (hashed once per path, size and
+    mtime: the variants of one job do not hash it again); a folder (a SavedModel given to the CLI) by its path
+    and mtime, as hashing every file of it would cost more than the sharing saves."""
+    stat = model_path.stat()
+    if model_path.is_dir():
+        return (str(model_path.resolve()), stat.st_mtime_ns)
+    seen = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if seen not in _MODEL_DIGESTS:
+        _MODEL_DIGESTS.clear()  # one model's at a time, as _SHARED_REFERENCE
+        _MODEL_DIGESTS[seen] = sha256_file(model_path)
+    return (_MODEL_DIGESTS[seen], stat.st_size)
+
+
+_MODEL_DIGESTS: dict[tuple[Any, ...], str] = {}
+
+
 class Verification:
     """Runs the original model once on the check's inputs and checks each artifact against it as it comes.
 
@@ -603,11 +630,12 @@ class Verification:
         if calibration is not None:  # an int8 model is checked on inputs like the ones its ranges were set on
             self.input_sets.extend(calibration.first(CALIBRATION_SAMPLES_VERIFIED))
         self.source, self.original = source, original
-        # The variants of one model (--compare-quant) share its reference outputs: same file, outputs and inputs.
-        stat = model_path.stat() if model_path is not None else None
+        # The variants of one model (--compare-quant), and the next job on the same bytes in this process,
+        # share its reference outputs: same content, outputs and inputs. By content, not path: a worker fetches
+        # each job's model from the storage into a folder of its own.
         self._shared_key = (
-            (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(self.output_keys), repr(shapes))
-            if model_path is not None and stat is not None and not options.verify_inputs and calibration is None
+            (model_identity(model_path), tuple(self.output_keys), repr(shapes))
+            if model_path is not None and not options.verify_inputs and calibration is None
             else None
         )
         self.signature = summary.details.get("signature", fmt.SERVING_SIGNATURE)

@@ -273,3 +273,40 @@ def test_variants_of_one_model_share_its_reference_outputs(multihead_graph, tmp_
         (check,) = result.validation
         assert check.status == "passed" and check.quantization is quant
     assert len(computed) == 1
+
+
+def test_the_same_bytes_fetched_into_another_folder_share_the_reference(
+    multihead_graph, tmp_path: Path, monkeypatch
+) -> None:
+    """A worker fetches each job's model from the storage into a folder of its own: the next job on the same
+    upload reuses the reference outputs (keyed by content, not path); other bytes never do."""
+    from converter import conversion
+
+    computed: list[Path] = []
+    compute = conversion.Verification._compute_expected
+
+    def counted(self: Any) -> Any:
+        computed.append(self.source.path)
+        return compute(self)
+
+    monkeypatch.setattr(conversion.Verification, "_compute_expected", counted)
+    monkeypatch.setattr(conversion, "_SHARED_REFERENCE", {})
+    options = ConversionOptions(targets=(Target.TFLITE,))
+    copies = []
+    for job in ("job-1", "job-2"):
+        copy = tmp_path / job / "model" / multihead_graph.path.name
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(multihead_graph.path, copy)
+        copies.append(copy)
+    for copy in copies:
+        result = convert_in_process(copy, copy.parent.parent / "out", options, copy.parent.parent / "work")
+        assert result.validation[0].status == "passed"
+    assert len(computed) == 1
+
+    changed = tmp_path / "job-3" / "model" / multihead_graph.path.name
+    changed.parent.mkdir(parents=True)
+    graph = GraphDef.FromString(copies[0].read_bytes())
+    graph.node.add(name="unused", op="NoOp")  # other bytes, the same outputs: computed again all the same
+    changed.write_bytes(graph.SerializeToString())
+    convert_in_process(changed, tmp_path / "job-3" / "out", options, tmp_path / "job-3" / "work")
+    assert len(computed) == 2
