@@ -46,7 +46,7 @@ class Side:
         if event.kind == EventKind.STAGE and event.stage == Stage.LOAD_TENSORFLOW:
             self.began.setdefault(event.job_id, time.perf_counter())
 
-    def timed_job(self, options: ConversionOptions) -> tuple[float, float, float]:
+    def timed_job(self, options: ConversionOptions) -> tuple[float, float, dict[str, float]]:
         """(submit -> the job's end, submit -> its conversion began, the converter's own stage times) in s."""
         started = time.perf_counter()
         job_id = self.service.submit(*self.upload, options)
@@ -54,7 +54,7 @@ class Side:
         elapsed = time.perf_counter() - started
         if view.status != "succeeded":
             raise RuntimeError(f"job {view.id}: {view.status}: {view.error_message}")
-        return elapsed, self.began[job_id] - started, sum(view.result["timings"].values())
+        return elapsed, self.began[job_id] - started, dict(view.result["timings"])
 
 
 def main() -> None:
@@ -92,10 +92,12 @@ def compare(local: JobService, remote: JobService, options: ConversionOptions, r
         side.timed_job(options)  # warm-up: lazy imports, the TF.js runner's Node.js process
     for _ in range(rounds):  # alternating: the machine's load (other users of its 2 cores) falls on both
         for name, side in sides.items():
-            total, to_start, converting = side.timed_job(options)
+            total, to_start, stages = side.timed_job(options)
             timings[name].total.append(total)
             timings[name].to_start.append(to_start)
-            timings[name].converting.append(converting)
+            timings[name].converting.append(sum(stages.values()))
+            for stage, seconds in stages.items():
+                timings[name].stages.setdefault(stage, []).append(seconds)
     return timings
 
 
@@ -104,6 +106,7 @@ class Timings:
     total: list[float] = field(default_factory=list)  # submit -> the job's end
     to_start: list[float] = field(default_factory=list)  # submit -> the converter's first stage
     converting: list[float] = field(default_factory=list)  # the converter's own stage timings, summed
+    stages: dict[str, list[float]] = field(default_factory=dict)  # each of the converter's stages
 
     def line(self) -> str:
         total, to_start = statistics.median(self.total), statistics.median(self.to_start)
@@ -133,6 +136,10 @@ def report(timings: dict[str, Timings], rounds: int) -> None:
         f"  of which before the conversion began {added_to_start:+.2f} s, in the converter's own stages "
         f"{added_converting:+.2f} s, the rest (events, files, the job's end) {rest:+.2f} s"
     )
+    print("  the converter's stages, median on each side (pool / worker):")
+    for stage in pool.stages:
+        mine, theirs = statistics.median(pool.stages[stage]), statistics.median(workers.stages.get(stage, [0.0]))
+        print(f"    {stage:<22} {mine:.2f} / {theirs:.2f} s  ({theirs - mine:+.2f})")
 
 
 def _list(values: list[float]) -> str:
