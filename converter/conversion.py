@@ -424,17 +424,26 @@ def _convert_graph(
     return needs_flex
 
 
-def _offer_uint8_mixed(delivery: Delivery, make: MakeMixed) -> None:
+def _offer_uint8_mixed(
+    delivery: Delivery, make: MakeMixed, ranking_graph: Callable[[], SourceGraph] | None = None
+) -> None:
     """The TF.js uint8 model just checked failed: try uint8-mixed (converter/mixed_quant.py), deliver it when it
-    passes, and say in the uint8 check's advice what was tried."""
+    passes, and say in the uint8 check's advice what was tried. The weights are ranked on the source graph, or,
+    for a source without one, on the graph `ranking_graph` makes."""
     failed_check = delivery.checks[-1] if delivery.checks else None
     if failed_check is None or failed_check.status != FAILED or failed_check.target is not Target.TFJS:
         return
     verification = delivery.verification
-    if failed_check.quantization is not Quantization.UINT8 or verification is None or verification.graph is None:
+    if failed_check.quantization is not Quantization.UINT8 or verification is None:
+        return
+    if verification.graph is None and ranking_graph is None:
         return
     with delivery.attempt(Target.TFJS, Quantization.UINT8_MIXED), delivery.stages.stage("convert_tfjs"):
-        outcome = try_uint8_mixed(delivery.artifacts[-1], failed_check, verification.graph, make, verification.check)
+        graph = verification.graph
+        if graph is None and ranking_graph is not None:
+            graph = ranking_graph()
+        assert graph is not None  # one of the two, as checked above
+        outcome = try_uint8_mixed(delivery.artifacts[-1], failed_check, graph, make, verification.check)
         advice = "; ".join(filter(None, [failed_check.advice, outcome.sentence]))
         delivery.checks[delivery.checks.index(failed_check)] = replace(failed_check, advice=advice)
         if outcome.artifact is not None:
@@ -457,6 +466,7 @@ def _convert_via_saved_model(
     from converter.serving_export import export_keras, export_saved_model_subset
     from converter.tensorflow_export import frozen_graph_from_saved_model, save_zipped_saved_model
     from converter.tfjs_export import tfjs_from_saved_model, tfjs_layers_from_keras
+    from converter.tfjs_input import tfjs_to_graph_def
     from converter.tflite_export import tflite_from_saved_model
 
     output_keys = [_key(spec) for spec in plan.outputs]
@@ -493,6 +503,25 @@ def _convert_via_saved_model(
                 tfjs_dir = _fresh_dir(out_dir / f"{stem}_tfjs")
                 logs.append(tfjs_from_saved_model(serving_dir, output_keys, options.tfjs_quantization, tfjs_dir))
             delivery.add(_checked_tfjs_artifact(tfjs_dir, Target.TFJS, options.tfjs_quantization))
+
+        def make_mixed(float16_weights: Sequence[str]) -> Artifact:
+            mixed_dir = _fresh_dir(out_dir / f"{stem}_mixed_tfjs")
+            logs.append(
+                tfjs_from_saved_model(serving_dir, output_keys, Quantization.UINT8_MIXED, mixed_dir, float16_weights)
+            )
+            return _checked_tfjs_artifact(mixed_dir, Target.TFJS, Quantization.UINT8_MIXED)
+
+        def ranking_graph() -> SourceGraph:
+            """The float32 TF.js model's graph: its weights have the names the uint8 model stores them under,
+            which a Keras model's or a SavedModel's own graph does not (there they are captured variables)."""
+            float_dir = _fresh_dir(work_dir / "ranking_tfjs")
+            logs.append(tfjs_from_saved_model(serving_dir, output_keys, Quantization.NONE, float_dir))
+            graph_def, _ = tfjs_to_graph_def(float_dir)
+            path = work_dir / "ranking_tfjs.pb"
+            path.write_bytes(graph_def.SerializeToString())
+            return SourceGraph(path)
+
+        _offer_uint8_mixed(delivery, make_mixed, ranking_graph)
     if Target.FROZEN_GRAPH in options.targets:
         with delivery.attempt(Target.FROZEN_GRAPH, Quantization.NONE):
             with stages.stage("write_pb"):

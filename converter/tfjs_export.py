@@ -77,10 +77,14 @@ def tfjs_from_frozen_graph(
 
 
 def tfjs_from_saved_model(
-    saved_model_dir: Path, output_keys: Sequence[str], quantization: Quantization, out_dir: Path
+    saved_model_dir: Path,
+    output_keys: Sequence[str],
+    quantization: Quantization,
+    out_dir: Path,
+    float16_weights: Sequence[str] = (),
 ) -> str:
     """A TF.js graph model of the serving signature; its signature keeps the keys, outputs in the
-    order of `output_keys`."""
+    order of `output_keys`; `float16_weights` are the weights a uint8-mixed model keeps in float16."""
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
 
     log = _run_tfjs(
@@ -89,7 +93,7 @@ def tfjs_from_saved_model(
             str(out_dir),
             signature_def=fmt.SERVING_SIGNATURE,
             saved_model_tags=fmt.SERVING_TAG,
-            quantization_dtype_map=_quantization_map(quantization),
+            quantization_dtype_map=_quantization_map(quantization, float16_weights),
         )
     )
     # tensorflowjs keys the signature by matching shapes, which fails for outputs alike.

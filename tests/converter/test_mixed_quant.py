@@ -97,3 +97,37 @@ def test_quant_auto_keeps_the_mixed_model_when_it_is_the_smallest_that_passes(tm
     assert choice["kept"]["quantization"] == "uint8-mixed" and choice["kept"]["status"] == "passed"
     assert choice["kept"]["size"] < tried["float16"]["size"]
     assert sorted(path.name for path in out.iterdir()) == ["wide_uint8_mixed_tfjs"]
+
+
+def write_wide_then_plain_keras(path: Path) -> Path:
+    """write_wide_then_plain_graph's model as Keras layers (x @ w @ v, no biases), saved as a .keras file: a
+    source whose own graph holds its weights as captured variables, not as constants named as TF.js names them."""
+    import keras
+
+    x = keras.Input((128,), name="x")
+    hidden = keras.layers.Dense(32, use_bias=False, name="wide")(x)
+    model = keras.Model(x, keras.layers.Dense(512, use_bias=False, name="plain")(hidden))
+    w = np.zeros((128, 32), np.float32)
+    w[1:64] = np.random.RandomState(3).uniform(0, 1, (63, 32))
+    w[0], w[64] = 1000, -1000
+    model.get_layer("wide").set_weights([w])
+    model.get_layer("plain").set_weights([np.random.RandomState(4).uniform(-1, 1, (32, 512)).astype(np.float32)])
+    model.save(path)
+    return path
+
+
+def test_a_keras_source_gets_its_uint8_mixed_model_too(tmp_path: Path) -> None:
+    """Ranked on the float32 TF.js model's graph, whose weight names are the uint8 model's."""
+    model = write_wide_then_plain_keras(tmp_path / "wide.keras")
+    result = _convert_tfjs(model, Quantization.UINT8, tmp_path)
+
+    checks = {check.quantization: check for check in result.validation}
+    uint8, mixed = checks[Quantization.UINT8], checks[Quantization.UINT8_MIXED]
+    assert uint8.status == "failed"
+    (kept,) = mixed.float_weights
+    assert "wide" in kept and "uint8 with that 1 in float16 passes at" in uint8.advice
+    assert mixed.status == "passed" and mixed.engine
+    assert max(output.max_rel_error for output in mixed.outputs) <= mixed.tolerance == uint8.tolerance
+    artifacts = {artifact.quantization: artifact for artifact in result.artifacts}
+    stored = _stored_dtypes(Path(artifacts[Quantization.UINT8_MIXED].path))
+    assert stored[kept] == "float16" and [dtype for name, dtype in stored.items() if name != kept] == ["uint8"]
