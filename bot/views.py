@@ -299,4 +299,5 @@ def report_text(texts: Texts, job_id: int, result: dict[str, Any]) -> str:
         )
         if inputs or outputs:
             manifest_lines.append(f"{target}: in {inputs}; out {outputs}")
-    return texts.report.format(job_id=job_id, timings=timings, warnings=warnings, manifest="\n".join(manifest_lines))
+    manifest = "\n".join(dict.fromkeys(manifest_lines))  # quant=compare: every variant of a target has the same
+    return texts.report.format(job_id=job_id, timings=timings, warnings=warnings, manifest=manifest)
