@@ -60,6 +60,12 @@ class ConsoleChat:
             path.write_bytes(action.document.data)
             self._print(f"bot: {action.document.caption or ''}".rstrip())
             self._print(f"saved: {path}")
+        elif action.method == "sendPhoto" and action.photo is not None:  # quant=compare's chart, say
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            path = (self.save_dir / f"photo-{action.message_id}.png").resolve()
+            path.write_bytes(action.photo.data)
+            self._print(f"bot: {action.photo.caption or ''}".rstrip())
+            self._print(f"saved: {path}")
         elif action.method == "answerCallbackQuery" and action.text:
             self._print(f"bot: {action.text}")
 

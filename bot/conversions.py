@@ -12,12 +12,13 @@ from bot.state import Draft
 from bot.texts import Texts
 from bot.views import cancel_keyboard, format_shape
 from converter.errors import BadOptionsError, ConvbotError
-from converter.options import ConversionOptions, parse_shape, parse_targets, split_quantization
+from converter.options import QUANT_SEARCHES, ConversionOptions, parse_shape, parse_targets, split_quantization
 from jobs.catalog import UserView
 
 
 def parse_convert_args(args: list[str], draft: Draft) -> Draft:
-    """Apply `/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:dims] [quant=...]` to a draft."""
+    """Apply `/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:dims] [quant=...|auto|compare]` to a
+    draft."""
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep:
@@ -30,6 +31,8 @@ def parse_convert_args(args: list[str], draft: Draft) -> Draft:
         elif key == "shape":
             name, dims = parse_shape(value)
             draft.shapes[name] = list(dims)
+        elif key == "quant" and value.lower() in QUANT_SEARCHES:  # every variant: the smallest passing, or all
+            draft.quant = value.lower()
         elif key == "quant":
             tflite, _, _ = split_quantization(value)
             if tflite.is_full_integer:  # calibrated on the user's samples, which a chat cannot send yet
@@ -45,7 +48,8 @@ def parse_convert_args(args: list[str], draft: Draft) -> Draft:
 
 
 def draft_options(draft: Draft) -> ConversionOptions:
-    tflite, tfjs, warnings = split_quantization(draft.quant)
+    search = draft.quant if draft.quant in QUANT_SEARCHES else ""
+    tflite, tfjs, warnings = split_quantization("none" if search else draft.quant)
     return ConversionOptions(
         targets=parse_targets(draft.targets),
         inputs=tuple(draft.inputs),
@@ -54,6 +58,7 @@ def draft_options(draft: Draft) -> ConversionOptions:
         tflite_quantization=tflite,
         tfjs_quantization=tfjs,
         warnings=tuple(warnings),
+        quant_search=search,
     )
 
 

@@ -19,7 +19,7 @@ from converter.formats import ModelFormat
 from converter.options import parse_shape, parse_targets
 
 TARGETS = ("all", "tflite", "tfjs", "pb", "savedmodel")
-QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16")
+QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16", "auto")  # auto: the smallest file that passes
 DEFAULT_TARGETS = ["tflite", "tfjs"]  # what "all" stands for
 
 

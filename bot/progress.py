@@ -17,7 +17,7 @@ from telegram.ext import Application
 
 from bot.services import BotContext, BotServices
 from bot.texts import Texts, texts_for
-from bot.views import cancel_keyboard, caption_text, report_text
+from bot.views import CAPTION_LIMIT, cancel_keyboard, caption_text, chart_caption, report_text
 from converter.archive import zip_folder
 from converter.units import format_size
 from jobs.events import FINAL_KINDS, EventKind, FailureReason, JobEvent, Stage
@@ -180,9 +180,13 @@ async def send_results(
             if early_id and not known_id:
                 await asyncio.to_thread(catalog.remember_file_id, file.artifact_id, early_id)
             continue
-        new_id = await send_artifact(
-            bot, bot_services, job_id, chat_id, texts, kind, quant, file.path, checks.get((kind, quant)), known_id
-        )
+        if file.is_chart:  # recorded after the files: it follows them
+            caption = chart_caption(texts, job.result.get("quant_search", {}))
+            new_id = await send_chart(bot, bot_services, job_id, chat_id, caption, file.path, known_id)
+        else:
+            new_id = await send_artifact(
+                bot, bot_services, job_id, chat_id, texts, kind, quant, file.path, checks.get((kind, quant)), known_id
+            )
         if new_id and not known_id:
             await asyncio.to_thread(catalog.remember_file_id, file.artifact_id, new_id)
     if not resend:
@@ -224,3 +228,23 @@ async def send_artifact(
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, True)  # fetched and zipped copies, not the stored file
     return sent.document.file_id if sent.document is not None else None
+
+
+async def send_chart(
+    bot: Any,
+    bot_services: BotServices,
+    job_id: int,
+    chat_id: int,
+    caption: str,
+    key: str,
+    file_id: str | None = None,
+) -> str | None:
+    """quant=auto|compare's size-against-error PNG as a photo: seen in the chat at once, where a document would
+    be a file to download and open. Returns Telegram's id for it."""
+    scratch = bot_services.settings.tmp_dir / f"send-{job_id}-chart"
+    try:
+        photo = file_id or (await asyncio.to_thread(bot_services.catalog.local_file, key, scratch)).read_bytes()
+        sent = await bot.send_photo(chat_id, photo=photo, caption=caption[:CAPTION_LIMIT])
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+    return sent.photo[-1].file_id if sent.photo else None

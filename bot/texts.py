@@ -67,6 +67,7 @@ class Texts:
     files_expired: str
     caption: str
     caption_mismatch: str
+    quant_chart: str
     advice_quantized: str
     advice_float32: str
     culprit: str
@@ -90,7 +91,9 @@ EN = Texts(
         "Commands:\n"
         "/nodes [text] – list the current model's nodes, filtered by name or op\n"
         "/convert [tflite|tfjs|pb|savedmodel|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
-        "[quant=none|float16|dynamic|uint8|uint16]\n"
+        "[quant=none|float16|dynamic|uint8|uint16|auto|compare]\n"
+        "quant=auto tries every quantization and sends, per target, the smallest file that passes its check; "
+        "quant=compare sends them all; both with a chart of size against error\n"
         "/jobs – your recent jobs; /job N – one job, with its files\n"
         "/cancel [N] – cancel job N, or else your newest queued or running job, or else the current dialogue "
         "(each job's status message has its own Cancel button)\n\n"
@@ -175,6 +178,8 @@ EN = Texts(
         "⚠ This file does not compute what your model computes: its outputs differ by up to {percent} of their "
         "range (allowed: {allowed}). {advice}{culprit}\n"
     ),
+    quant_chart="Size against error of each quantization (dashed: the tolerances; circled: the smallest file that "
+    "passes).\n{reasons}",
     advice_quantized="Weights stored as {quant} move this model's outputs that much: keep float32, or try another "
     "quantization (quant=none, float16, uint16).",
     advice_float32="Its runtime computes differently from TensorFlow for this model; the report says where.",
@@ -201,7 +206,9 @@ ZH = Texts(
         "命令：\n"
         "/nodes [文字] – 列出当前模型的节点，可按名称或算子筛选\n"
         "/convert [tflite|tfjs|pb|savedmodel|all] [in=a,b] [out=c,d] [shape=name:1,224,224,3] "
-        "[quant=none|float16|dynamic|uint8|uint16]\n"
+        "[quant=none|float16|dynamic|uint8|uint16|auto|compare]\n"
+        "quant=auto 尝试每种量化，并为每个目标发送通过核对的最小文件；quant=compare 发送全部文件；"
+        "两者都附大小与误差的对比图\n"
         "/jobs – 最近的任务；/job N – 查看一个任务及其文件\n"
         "/cancel [N] – 取消任务 N；不写 N 则取消你最新的排队中或运行中的任务；没有任务时取消当前对话"
         "（每个任务的状态消息都有自己的取消按钮）\n\n"
@@ -285,6 +292,7 @@ ZH = Texts(
     caption_mismatch=(
         "⚠ 此文件的计算结果与您的模型不一致：输出最多偏离其范围的 {percent}（允许：{allowed}）。{advice}{culprit}\n"
     ),
+    quant_chart="各量化方式的大小与误差（虚线：容差；圆圈：通过核对的最小文件）。\n{reasons}",
     advice_quantized=(
         "以 {quant} 存储权重使该模型的输出偏离这么多：请保留 float32，或尝试其他量化（quant=none、float16、uint16）。"
     ),

@@ -14,6 +14,7 @@ from converter.units import format_size
 from jobs.catalog import JobLine
 
 PAGE_SIZE = 8
+CAPTION_LIMIT = 1024  # Telegram's, for a document's or a photo's caption
 MAX_LISTED = 12  # suggestions shown in a summary before "… and N more"
 
 
@@ -213,6 +214,29 @@ def caption_text(texts: Texts, check: dict[str, Any] | None, name: str, size: st
     return mismatch_text(texts, check) + caption
 
 
+def chart_caption(texts: Texts, quant_search: dict[str, Any]) -> str:
+    """quant=auto|compare's chart: per target why its file won (the converter's words, English), each reason cut
+    at a clause to a fair share of the caption limit, so that every target's winner is named."""
+    reasons = [str(choice["reason"]) for choice in quant_search.get("choices", [])]
+    head = texts.quant_chart.format(reasons="")
+    share = (CAPTION_LIMIT - len(head)) // max(len(reasons), 1) - 1  # - 1: the line break
+    return texts.quant_chart.format(reasons="\n".join(_cut_at_clause(reason, share) for reason in reasons))
+
+
+def _cut_at_clause(text: str, limit: int) -> str:
+    """'tfjs: uint16 (150 KB): the smallest that passes; uint8 ...; float16 ...' cut after whole clauses."""
+    if len(text) <= limit:
+        return text
+    clauses = text.split("; ")
+    kept = clauses[0]
+    for clause in clauses[1:]:
+        if len(kept) + len(clause) + len("; ; …") > limit:
+            break
+        kept += "; " + clause
+    cut = kept + "; …"
+    return cut if len(cut) <= limit else text[: limit - 1] + "…"
+
+
 def mismatch_text(texts: Texts, check: dict[str, Any]) -> str:
     worst = max(check["outputs"], key=lambda o: o["max_rel_error"])
     quant = check["quantization"]
@@ -275,4 +299,5 @@ def report_text(texts: Texts, job_id: int, result: dict[str, Any]) -> str:
         )
         if inputs or outputs:
             manifest_lines.append(f"{target}: in {inputs}; out {outputs}")
-    return texts.report.format(job_id=job_id, timings=timings, warnings=warnings, manifest="\n".join(manifest_lines))
+    manifest = "\n".join(dict.fromkeys(manifest_lines))  # quant=compare: every variant of a target has the same
+    return texts.report.format(job_id=job_id, timings=timings, warnings=warnings, manifest=manifest)

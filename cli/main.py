@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli.doctor import run_doctor
-from cli.plot import write_size_error_plot
 from cli.render import render_quant_choices, render_result, render_summary, render_validation
 from converter.errors import BadOptionsError, ConvbotError
 from converter.inspection import inspect
@@ -26,6 +25,7 @@ from converter.options import (
     split_quantization,
 )
 from converter.quant_choice import AUTO, choose_smallest_passing, remove_unchosen, tried_variants
+from converter.quant_plot import write_size_error_plot
 from converter.result import ConversionResult
 
 

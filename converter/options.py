@@ -16,6 +16,8 @@ DEFAULT_MAX_CALIBRATION_MB = 50.0  # CONVBOT_MAX_CALIBRATION_MB
 # How image pixels (0..255) map to a model's input, as the user writes it.
 INPUT_RANGES: dict[str, tuple[float, float]] = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0), "0,255": (0.0, 255.0)}
 TFJS_TARGETS = (Target.TFJS, Target.TFJS_LAYERS)
+# A job that converts every quantization variant: keep per target the smallest passing file, or every file.
+QUANT_SEARCHES = ("auto", "compare")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ConversionOptions:
     calibration: str | None = None  # int8: the user's samples, an .npz/.npy or an archive of images
     input_range: str | None = None  # int8 from images: a key of INPUT_RANGES
     max_calibration_mb: float = DEFAULT_MAX_CALIBRATION_MB
+    quant_search: str = ""  # a job's "auto" or "compare" (converter/quant_search.py); "" converts these options
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -48,6 +51,7 @@ class ConversionOptions:
         if self.tfjs_quantization not in TFJS_QUANTIZATIONS and not self.tfjs_quantization.is_full_integer:
             raise BadOptionsError(f"TF.js takes quantization {_names(TFJS_QUANTIZATIONS)}")
         self._check_calibration()
+        self._check_quant_search()
 
     @property
     def needs_calibration(self) -> bool:
@@ -64,6 +68,19 @@ class ConversionOptions:
             raise BadOptionsError("--calibration is used by --quant int8 or int8-io for TFLite only")
         if self.input_range is not None and self.input_range not in INPUT_RANGES:
             raise BadOptionsError(f"--input-range is one of {', '.join(INPUT_RANGES)} (got '{self.input_range}')")
+
+    def _check_quant_search(self) -> None:
+        if not self.quant_search:
+            return
+        if self.quant_search not in QUANT_SEARCHES:
+            raise BadOptionsError(
+                f"quant= takes a quantization, {' or '.join(QUANT_SEARCHES)} (got '{self.quant_search}')"
+            )
+        quantized = (self.tflite_quantization, self.tfjs_quantization) != (Quantization.NONE, Quantization.NONE)
+        if quantized or not self.verify:
+            raise BadOptionsError(
+                f"quant={self.quant_search} tries every quantization and verifies each; give no other"
+            )
 
     @property
     def shape_map(self) -> dict[str, tuple[int, ...]]:
@@ -84,6 +101,7 @@ class ConversionOptions:
             "calibration": self.calibration,
             "input_range": self.input_range,
             "max_calibration_mb": self.max_calibration_mb,
+            "quant_search": self.quant_search,
         }
 
     @classmethod
@@ -102,6 +120,7 @@ class ConversionOptions:
             calibration=data.get("calibration"),
             input_range=data.get("input_range"),
             max_calibration_mb=data.get("max_calibration_mb", DEFAULT_MAX_CALIBRATION_MB),
+            quant_search=data.get("quant_search", ""),
         )
 
 

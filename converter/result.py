@@ -124,6 +124,8 @@ class ConversionResult:
     # (is the conversion faithful?), apart from each artifact's runtime.
     graph_check: tuple[OutputCheck, ...] = ()
     log: str = field(default="", repr=False)
+    # A job's quant=auto|compare: what was kept per target and why, and the chart (converter/quant_search.py).
+    quant_search: dict[str, Any] = field(default_factory=dict)
 
     def artifact(self, target: Target) -> Artifact | None:
         return next((a for a in self.artifacts if a.target is target), None)
@@ -153,6 +155,7 @@ class ConversionResult:
             validation=tuple(check_from_dict(item) for item in data["validation"]),
             graph_check=tuple(OutputCheck(**item) for item in data["graph_check"]),
             log=data["log"],
+            quant_search=data.get("quant_search", {}),
         )
 
 

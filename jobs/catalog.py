@@ -67,6 +67,11 @@ class StoredFile:
     path: str
     telegram_file_id: str | None
 
+    @property
+    def is_chart(self) -> bool:
+        """quant=auto|compare's size-against-error picture, not a converted model."""
+        return self.kind == records.CHART_KIND
+
 
 @dataclass(frozen=True)
 class JobFiles:

@@ -16,6 +16,7 @@ from typing import Any
 from converter.child_process import run_test_hook
 from converter.conversion import artifact_stem, convert_in_process
 from converter.options import ConversionOptions
+from converter.quant_search import convert_searching_quantization
 from converter.result import Artifact, ArtifactCheck, ConversionResult
 from jobs.storage import ARTIFACTS, FolderStorage, Storage
 
@@ -72,15 +73,22 @@ def run_job(
             if on_artifact is not None:
                 on_artifact(store(artifact), check)  # in the storage before the bot hears of it
 
-        result = convert_in_process(
-            model,
-            out_dir,
-            arguments.options,
-            work_dir / "convert",
-            stem=artifact_stem(Path(arguments.model_name)),
-            progress=progress,
-            on_artifact=ready,
-        )
+        stem = artifact_stem(Path(arguments.model_name))
+        if arguments.options.quant_search:  # only the files kept come back: the losers of auto are deleted
+            result = convert_searching_quantization(
+                model, out_dir, arguments.options, work_dir / "convert", stem, progress=progress, on_artifact=ready
+            )
+            result = _with_chart_stored(result, lambda path: storage.put_artifact(arguments.job_id, path))
+        else:
+            result = convert_in_process(
+                model, out_dir, arguments.options, work_dir / "convert", stem=stem, progress=progress, on_artifact=ready
+            )
         return replace(result, artifacts=tuple(store(artifact) for artifact in result.artifacts))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _with_chart_stored(result: ConversionResult, put: Callable[[Path], str]) -> ConversionResult:
+    """The quantization chart in the storage like the artifacts (a worker's disk is not the bot's), by its key."""
+    chart = result.quant_search["chart"]
+    return replace(result, quant_search={**result.quant_search, "chart": {**chart, "path": put(Path(chart["path"]))}})

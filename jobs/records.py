@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from converter.formats import Quantization, Target
-from converter.options import ConversionOptions
+from converter.options import QUANT_SEARCHES, ConversionOptions
 from converter.result import ERROR, ConversionResult
 from db.models import Artifact, Job, JobStatus, UploadedModel, User, utcnow
 from jobs.storage import Storage
 
 WAITING = (JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value)
+CHART_KIND = "chart"  # the artifact record of a quant=auto|compare job's size-against-error PNG
 
 
 def ensure_user(session: Session, telegram_id: int | None, name: str = "", language: str = "") -> User:
@@ -64,25 +65,28 @@ def store_upload(
 
 
 def options_to_record(options: ConversionOptions) -> dict[str, Any]:
-    """The job columns that describe what was asked."""
+    """The job columns that describe what was asked; quant=auto|compare is what was asked of both quantizations
+    (each variant's own quantization is in the job's result)."""
     return {
         "targets": [t.value for t in options.targets],
         "inputs": list(options.inputs),
         "outputs": list(options.outputs),
         "shapes": {name: list(dims) for name, dims in options.shapes},
-        "tflite_quantization": options.tflite_quantization.value,
-        "tfjs_quantization": options.tfjs_quantization.value,
+        "tflite_quantization": options.quant_search or options.tflite_quantization.value,
+        "tfjs_quantization": options.quant_search or options.tfjs_quantization.value,
     }
 
 
 def options_from_job(job: Job) -> ConversionOptions:
+    searched = job.tflite_quantization in QUANT_SEARCHES
     return ConversionOptions(
         targets=tuple(Target(t) for t in job.targets),
         inputs=tuple(job.inputs),
         outputs=tuple(job.outputs),
         shapes=tuple((name, tuple(dims)) for name, dims in job.shapes.items()),
-        tflite_quantization=Quantization(job.tflite_quantization),
-        tfjs_quantization=Quantization(job.tfjs_quantization),
+        tflite_quantization=Quantization("none" if searched else job.tflite_quantization),
+        tfjs_quantization=Quantization("none" if searched else job.tfjs_quantization),
+        quant_search=job.tflite_quantization if searched else "",
     )
 
 
@@ -116,6 +120,21 @@ def record_result(session: Session, job: Job, result: ConversionResult, retentio
                 path=artifact.path,
                 size=artifact.size,
                 sha256=artifact.sha256,
+                created_at=now,
+                expires_at=now + retention,
+            )
+        )
+    chart = result.quant_search.get("chart")
+    if chart:  # a record like the files', so that cleanup, cache hits and resending treat it as one of them
+        session.add(
+            Artifact(
+                job_id=job.id,
+                kind=CHART_KIND,
+                quantization=result.quant_search["mode"],
+                file_name=Path(chart["path"]).name,
+                path=chart["path"],
+                size=chart["size"],
+                sha256=chart["sha256"],
                 created_at=now,
                 expires_at=now + retention,
             )

@@ -163,7 +163,7 @@ def _variant(
 
 
 def test_the_picture_is_a_png_of_the_figures(tmp_path: Path) -> None:
-    from cli.plot import write_size_error_plot
+    from converter.quant_plot import write_size_error_plot
 
     tried = [
         _variant(Target.TFLITE, Quantization.NONE, 233, 1.5e-6, 1e-4),

@@ -38,8 +38,9 @@ What is modelled, and how closely:
   ``local_mode=True`` the limits are those of a local Bot API server and ``getFile`` answers with
   an absolute path on this machine, as a local server started with ``--local`` does.
 
-Not modelled: groups and channels, inline mode, payments, webhooks, media other than documents
-(photos and stickers can be *received*), flood limits (inject them with :meth:`FakeBotApi.fail_next`).
+Not modelled: groups and channels, inline mode, payments, webhooks, media other than documents and photos
+(a photo the bot sends keeps the bytes it uploaded, where Telegram would re-encode it as JPEG; stickers can
+be *received*), flood limits (inject them with :meth:`FakeBotApi.fail_next`).
 
 The object is not thread-safe: call it from the event loop the server runs on.
 
@@ -52,7 +53,7 @@ against a FakeBotApi on a background thread, for tests and benches).
 
 from bot.fake_api.chats import FakeUser
 from bot.fake_api.protocol import DOWNLOAD_LIMIT, LOCAL_UPLOAD_LIMIT, UPLOAD_LIMIT, ApiError
-from bot.fake_api.records import BotAction, FailedCall, SentDocument
+from bot.fake_api.records import BotAction, FailedCall, SentDocument, SentPhoto
 from bot.fake_api.server import FakeBotApi
 
 __all__ = [
@@ -65,4 +66,5 @@ __all__ = [
     "FakeBotApi",
     "FakeUser",
     "SentDocument",
+    "SentPhoto",
 ]

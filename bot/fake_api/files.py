@@ -80,8 +80,11 @@ class FileStore:
         self._files[stored.file_id] = stored
         return stored
 
-    def bot_file(self, document: Upload | str) -> StoredFile:
-        """The file behind a document the bot sends: an upload, a file_id, or a file:// path (local mode)."""
+    def bot_file(self, document: Upload | str, kind: str = "document") -> StoredFile:
+        """The file behind a document (or photo) the bot sends: an upload, a file_id, or a file:// path (local
+        mode)."""
+        if isinstance(document, Upload) and kind == "photo":  # a photo keeps no name
+            return self.store(kind, document.data)
         if isinstance(document, Upload):
             name = document.filename or "document"
             mime = document.content_type
@@ -147,6 +150,14 @@ def document_dict(stored: StoredFile) -> JSONDict:
     if stored.mime_type:
         document["mime_type"] = stored.mime_type
     return document
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """A PNG's width and height, from its header; 1×1 for anything else (the fake decodes no other format)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    return 1, 1
 
 
 def tiny_png() -> bytes:

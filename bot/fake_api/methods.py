@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.fake_api.chats import Chat, Chats
-from bot.fake_api.files import FileStore, document_dict
+from bot.fake_api.files import FileStore, document_dict, image_size
 from bot.fake_api.keyboards import inline_markup, reply_markup
 from bot.fake_api.markup import formatted_text
 from bot.fake_api.params import Params
@@ -22,10 +22,11 @@ from bot.fake_api.protocol import (
     ApiError,
     JSONDict,
 )
-from bot.fake_api.records import ActionLog, SentDocument
+from bot.fake_api.records import ActionLog, SentDocument, SentPhoto
 from bot.fake_api.updates import UpdateQueue
 
 Handler = Callable[[Params], Awaitable[Any]]
+MAX_PHOTO_WIDTH_PLUS_HEIGHT = 10_000  # sendPhoto: "The photo's width and height must not exceed 10000 in total"
 
 _CHAT_ACTIONS = frozenset(
     {
@@ -54,7 +55,6 @@ _UNSUPPORTED_METHODS = (
     "forwardMessages",
     "copyMessage",
     "copyMessages",
-    "sendPhoto",
     "sendAudio",
     "sendVideo",
     "sendAnimation",
@@ -122,6 +122,7 @@ class BotApiMethods:
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
             "getFile": self._get_file,
             "sendChatAction": self._send_chat_action,
             "setMyCommands": self._set_my_commands,
@@ -233,6 +234,41 @@ class BotApiMethods:
             text=caption or None,
             markup=markup,
             document=sent,
+        )
+
+    async def _send_photo(self, params: Params) -> Any:
+        """A photo: Telegram shows it in the chat (and would re-encode it as JPEG; the fake keeps the bytes sent)."""
+        chat = self._chats.chat_for_sending(params)
+        photo = params.input_file("photo")
+        if photo is None:
+            raise ApiError.bad_request("there is no photo in the request")
+        stored = self._files.bot_file(photo, kind="photo")
+        width, height = image_size(stored.data)
+        if width + height > MAX_PHOTO_WIDTH_PLUS_HEIGHT:
+            raise ApiError.bad_request("PHOTO_INVALID_DIMENSIONS")
+        caption, entities = formatted_text(params, "caption", "caption_entities")
+        if len(caption) > MAX_CAPTION_LENGTH:
+            raise ApiError.bad_request("message caption is too long")
+        markup = reply_markup(params, chat)
+        message = self._chats.new_bot_message(chat, params)
+        size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.file_size}
+        message["photo"] = [{**size, "width": width, "height": height}]
+        if caption:
+            message["caption"] = caption
+        if entities:
+            message["caption_entities"] = entities
+        if markup:
+            message["reply_markup"] = markup
+        chat.messages[message["message_id"]] = message
+        return self._actions.record(
+            "sendPhoto",
+            params,
+            message,
+            chat=chat.user.id,
+            message_id=message["message_id"],
+            text=caption or None,
+            markup=markup,
+            photo=SentPhoto(stored.data, caption or None, width, height),
         )
 
     async def _edit_message_text(self, params: Params) -> Any:

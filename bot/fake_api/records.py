@@ -24,6 +24,15 @@ class SentDocument(NamedTuple):
     caption: str | None
 
 
+class SentPhoto(NamedTuple):
+    """A photo the bot sent: its bytes as uploaded, its caption and its size in pixels."""
+
+    data: bytes
+    caption: str | None
+    width: int
+    height: int
+
+
 @dataclass(frozen=True)
 class BotAction:
     """One successful call by the bot that changed what the user sees (or answered them).
@@ -41,6 +50,7 @@ class BotAction:
     text: str | None = None
     reply_markup: JSONDict | None = None
     document: SentDocument | None = None
+    photo: SentPhoto | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class ActionLog:
         text: str | None = None,
         markup: JSONDict | None = None,
         document: SentDocument | None = None,
+        photo: SentPhoto | None = None,
     ) -> Any:
         """Keep a successful call as a bot action and tell the listeners; returns ``result``."""
         action = BotAction(
@@ -94,6 +105,7 @@ class ActionLog:
             text=text,
             reply_markup=copy.deepcopy(markup),
             document=document,
+            photo=photo,
         )
         self.sent.append(action)
         self._changed.set()

@@ -22,7 +22,7 @@ from bot.fake_api.files import FileStore
 from bot.fake_api.methods import BotApiMethods
 from bot.fake_api.params import Params, read_params
 from bot.fake_api.protocol import LOCAL_UPLOAD_LIMIT, MB, UPLOAD_LIMIT, ApiError, JSONDict
-from bot.fake_api.records import ActionLog, BotAction, FailedCall, Listener, SentDocument
+from bot.fake_api.records import ActionLog, BotAction, FailedCall, Listener, SentDocument, SentPhoto
 from bot.fake_api.updates import UpdateQueue
 from bot.fake_api.users import UserSide
 
@@ -167,6 +167,9 @@ class FakeBotApi(UserSide):
 
     def documents_sent(self, chat_id: int) -> list[SentDocument]:
         return [a.document for a in self.sent if a.document is not None and a.chat_id == chat_id]
+
+    def photos_sent(self, chat_id: int) -> list[SentPhoto]:
+        return [a.photo for a in self.sent if a.photo is not None and a.chat_id == chat_id]
 
     def commands(self, scope: JSONDict | None = None, language_code: str = "") -> list[JSONDict]:
         """The command list the bot set for a scope (default scope) and language."""

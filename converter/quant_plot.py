@@ -1,4 +1,5 @@
-"""The size-against-error picture of quantization variants (`--plot FILE.png`), drawn off screen."""
+"""The size-against-error picture of quantization variants, drawn off screen: the CLI's `--plot FILE.png` and a
+job's `<stem>_quantization.png` (here, where the workers may import it)."""
 
 from __future__ import annotations
 
