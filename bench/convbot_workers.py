@@ -60,18 +60,8 @@ class Fleet:
         """Start workers until `count` run (each imports TensorFlow in its conversion process: 10-30 s)."""
         while len(self.processes) < count:
             folder = self.folder / f"worker{len(self.processes)}"
-            folder.mkdir(parents=True)
-            with (folder / "worker.out").open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "cli.main", "worker"],
-                    cwd=folder,
-                    env={**self.environment(), "CONVBOT_DATA_DIR": str(folder / "data")},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # its own process group: stopped whole, as a machine
-                )
-            self.processes.append(process)
+            environment = {**self.environment(), "CONVBOT_DATA_DIR": str(folder / "data")}
+            self.processes.append(start_worker_process(folder, environment))
 
     def stop(self) -> None:
         """Celery's warm shutdown on SIGTERM, then SIGKILL to whatever of a worker's group is left."""
@@ -85,3 +75,19 @@ class Fleet:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         self.processes.clear()
+
+
+def start_worker_process(folder: Path, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`convbot worker` run in `folder` with exactly `environment`, its output appended to folder/worker.out,
+    in a process group of its own: stopped or killed whole, as a machine is (the benches' and the tests')."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "worker.out").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker"],
+            cwd=folder,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )

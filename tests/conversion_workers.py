@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.convbot_workers import start_worker_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,6 @@ class Worker:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -40,15 +40,7 @@ class Worker:
             "CONVBOT_TEST_HOOK": "slow@slow_",  # models named slow_* sleep 10 s before converting
             **self.settings,
         }
-        with (self.folder / "worker.out").open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "worker"],
-                cwd=self.folder,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, as a machine of its own
-            )
+        self.process = start_worker_process(self.folder, env)
 
     def holds(self, pid: int) -> bool:
         return self.process is not None and self.process.poll() is None and os.getpgid(pid) == self.process.pid
