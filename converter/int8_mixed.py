@@ -50,11 +50,7 @@ class LayerError:
     tensor: str  # the layer's output tensor in the .tflite: what the denylist names
     op: str
     rmse_over_scale: float  # NaN where the layer's scale is 0
-
-    @property
-    def name(self) -> str:
-        """The tensor's first name: TFLite joins the names of the ops it fused with ';'."""
-        return self.tensor.split(";")[0]
+    name: str  # as the user knows it: the tensor's first name, or the signature output it writes
 
 
 class LayerDebugger:
@@ -69,6 +65,7 @@ class LayerDebugger:
         converter = calibrated_int8_converter(recipe.make_converter, recipe.representative)
         self.recipe = recipe
         self.debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
+        self.outputs = _signature_outputs(self.debugger.calibrated_model)
 
     def worst_layers(self) -> list[LayerError]:
         """Every quantized layer, the one int8 moves most first (layers without a figure last)."""
@@ -77,7 +74,12 @@ class LayerDebugger:
         self.debugger.layer_statistics_dump(dump)
         dump.seek(0)
         layers = [
-            LayerError(row["tensor_name"], row["op_name"], _ratio(row["mean_squared_error"], row["scale"]))
+            LayerError(
+                row["tensor_name"],
+                row["op_name"],
+                _ratio(row["mean_squared_error"], row["scale"]),
+                self.outputs.get(row["tensor_name"], row["tensor_name"].split(";")[0]),  # TFLite joins fused ops' names
+            )
             for row in csv.DictReader(dump)
         ]
         return sorted(layers, key=lambda layer: -layer.rmse_over_scale if math.isfinite(layer.rmse_over_scale) else 1)
@@ -95,6 +97,18 @@ class LayerDebugger:
             denylisted_nodes=[layer.tensor for layer in layers],
         )
         return self.recipe.finish(bytes(flatbuffer))
+
+
+def _signature_outputs(flatbuffer: bytes) -> dict[str, str]:
+    """'output <key>' by the name of the tensor that is that signature output: a Keras model's last layer writes
+    'StatefulPartitionedCall:0'. Empty for a frozen graph's model: no signature yet, and its tensors keep node names."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    if fmt.SERVING_SIGNATURE not in interpreter.get_signature_list():
+        return {}
+    outputs = interpreter.get_signature_runner(fmt.SERVING_SIGNATURE).get_output_details()
+    return {str(detail["name"]): f"output {key}" for key, detail in outputs.items()}
 
 
 def _ratio(mean_squared_error: str, scale: str) -> float:

@@ -116,8 +116,9 @@ def test_int8_io_with_nothing_to_exempt_says_so_and_keeps_no_mixed_file(tmp_path
 
     (check,) = result.validation
     assert check.quantization is Quantization.INT8_IO and check.status == FAILED
-    assert "the only layer it quantizes is " in check.advice and " (FULLY_CONNECTED, RMSE/scale " in check.advice
-    assert "; no exemption helps: with its only quantized layer (" in check.advice, check.advice
+    # Named by the output it writes: the tensor's own name is Keras's StatefulPartitionedCall:0.
+    assert "the only layer it quantizes is output difference (FULLY_CONNECTED, RMSE/scale " in check.advice
+    assert "; no exemption helps: with its only quantized layer (output difference" in check.advice, check.advice
     assert ") in float (its int8 inputs and outputs kept) it is still off by " in check.advice
     assert [artifact.quantization for artifact in result.artifacts] == [Quantization.INT8_IO]
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["difference.tflite"]
