@@ -28,7 +28,7 @@ from converter.errors import BadOptionsError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
 from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
-from converter.int8_mixed import DEBUG_SAMPLES, MIXED_VARIANT, try_int8_mixed
+from converter.int8_mixed import MIXED_VARIANT, try_int8_mixed
 from converter.machine_independence import use_machine_independent_tensorflow
 from converter.mixed_quant import MakeMixed, try_uint8_mixed
 from converter.options import ConversionOptions
@@ -446,7 +446,7 @@ def _offer_int8_mixed(delivery: Delivery, outcome: TFLiteOutcome, mixed_path: Pa
         return
     mixed = MIXED_VARIANT[failed_check.quantization]
     with delivery.attempt(Target.TFLITE, mixed), delivery.stages.stage("convert_tflite"):
-        samples = verification.calibration.first(DEBUG_SAMPLES)
+        samples = verification.calibration.samples
         tried = try_int8_mixed(delivery.artifacts[-1], outcome.int8_recipe, samples, mixed_path, verification.check)
         advice = "; ".join(filter(None, [failed_check.advice, tried.sentence]))
         delivery.checks[delivery.checks.index(failed_check)] = replace(failed_check, advice=advice)
@@ -659,7 +659,7 @@ class Verification:
                     _SHARED_REFERENCE[self._shared_key] = (self._expected, self.graph_check)
         inputs, expected = self.input_sets, self._expected
         on_samples = self.calibration is not None and artifact.quantization.is_calibrated
-        if on_samples:  # a full-integer file is judged on inputs like the ones its ranges were set on
+        if on_samples:  # an int8 file is judged on inputs like the ones its ranges were set on
             inputs, expected = inputs[-self._samples_checked :], expected[-self._samples_checked :]
         (check,) = verify_artifacts(
             [artifact],

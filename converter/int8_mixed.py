@@ -135,15 +135,17 @@ def try_int8_mixed(
     mixed_path: Path,
     check: CheckArtifact,
 ) -> MixedOutcome:
-    """Keep the layers the failed int8 file quantizes worst in float, more each time, until it passes. Only a
-    passing file is kept at `mixed_path`: an attempt that fails is deleted."""
+    """Keep the layers the failed int8 file quantizes worst in float, more each time, until it passes. The layers
+    are ranked on the first DEBUG_SAMPLES of `samples`. Only a passing file is kept at `mixed_path`: an attempt that
+    fails is deleted."""
     from tensorflow.lite.python.convert import ConverterError
 
     try:
         debugger = LayerDebugger(recipe, samples[:DEBUG_SAMPLES], input_keys_in_order(Path(failed.path)))
         layers = debugger.worst_layers()
     except (ConverterError, ValueError, RuntimeError) as error:
-        return MixedOutcome(None, None, f"TensorFlow's quantization debugger could not rank its layers: {error}")
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        return MixedOutcome(None, None, f"TensorFlow's quantization debugger could not rank its layers: {reason}")
     if not layers:
         return MixedOutcome(None, None, "TensorFlow's quantization debugger found no quantized layer to keep in float")
     mixed = MIXED_VARIANT[failed.quantization]
