@@ -135,7 +135,7 @@ def render_validation(results: Sequence[ConversionResult]) -> str:
     if not rows:
         return "validation: not run (--no-verify)"
     title = "validation: the source model and each artifact on seeded random inputs and all ones"
-    if any(c.quantization.is_full_integer for r in results for c in r.validation):
+    if any(c.quantization.is_calibrated for r in results for c in r.validation):
         title += "; int8 on a few of your samples instead"
     headers = ["target", "quant", "size", "status", "output", "max abs err", "rel to scale", "tolerance"]
     return "\n".join(
@@ -171,7 +171,7 @@ def _int8_notes(results: Sequence[ConversionResult]) -> list[str]:
     """A full-integer .tflite: its verdict with its error on the user's samples, and for a classifier calibrated
     on images in class folders how often it picks the float model's class."""
     lines = []
-    for check in (c for r in results for c in r.validation if c.quantization.is_full_integer and c.outputs):
+    for check in (c for r in results for c in r.validation if c.quantization.is_calibrated and c.outputs):
         lines.append(f"{check.target.value} {check.quantization.value}: {check.message}")
         if check.agreement is not None:
             lines.append(f"{check.target.value} {check.quantization.value}: {agreement_sentence(check.agreement)}")
@@ -200,14 +200,16 @@ def _failure_notes(results: Sequence[ConversionResult]) -> list[str]:
 
 def render_manifest(result: ConversionResult) -> str:
     """The names and tensors a user needs to call each artifact."""
-    lines = []
+    blocks = []
     for check in result.validation:
         if not check.inputs_manifest and not check.outputs_manifest:
             continue
         if check.target.value == "tflite":
-            lines.append("TFLite I/O (signature 'serving_default'; outputs may be stored in another order):")
+            # A file with layers in float (int8-mixed), beside the one asked for, has tensors of its own.
+            of = f" of {check.quantization.value}" if check.float_layers else ""
+            block = [f"TFLite I/O{of} (signature 'serving_default'; outputs may be stored in another order):"]
             for direction, entries in (("input", check.inputs_manifest), ("output", check.outputs_manifest)):
-                lines += [
+                block += [
                     f"  {direction:6} {e.key} -> tensor {e.index} '{e.name}' {e.dtype} {format_shape(e.shape)}"
                     + _quantization_note(e)
                     for e in entries
@@ -216,8 +218,9 @@ def render_manifest(result: ConversionResult) -> str:
             inputs = ", ".join(e.key for e in check.inputs_manifest)
             outputs = ", ".join(e.key for e in check.outputs_manifest)
             engine = f" ({check.engine} backend)" if check.engine else ""
-            lines.append(f"TF.js execute(){engine}: inputs {inputs}; outputs {outputs}")
-    return "\n".join(dict.fromkeys(lines))
+            block = [f"TF.js execute(){engine}: inputs {inputs}; outputs {outputs}"]
+        blocks.append("\n".join(block))
+    return "\n".join(dict.fromkeys(blocks))
 
 
 def _quantization_note(entry: TensorEntry) -> str:

@@ -28,6 +28,7 @@ from converter.errors import BadOptionsError, ConversionError
 from converter.formats import ModelFormat, Quantization, Target
 from converter.graph_inspect import read_graph_def
 from converter.inspection import inspect_source
+from converter.int8_mixed import MIXED_VARIANT, try_int8_mixed
 from converter.machine_independence import use_machine_independent_tensorflow
 from converter.mixed_quant import MakeMixed, try_uint8_mixed
 from converter.options import ConversionOptions
@@ -47,6 +48,7 @@ from converter.selection import SelectionHeads, selection_heads, with_selection_
 from converter.summary import ModelSummary, TensorSpec
 from converter.tfjs_export import check_tfjs_files
 from converter.tfjs_ops import ensure_tfjs_runs_ops
+from converter.tflite_export import TFLiteOutcome
 from converter.verify import (
     CROSS_RUNTIME_TOLERANCE,
     TOLERANCES,
@@ -389,6 +391,7 @@ def _convert_graph(
             logs.append(outcome.log)
             needs_flex = outcome.needs_flex_delegate
             delivery.add(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+            _offer_int8_mixed(delivery, outcome, out_dir / f"{stem}_mixed.tflite")
     if not any(target in options.targets for target in (Target.TFJS, Target.FROZEN_GRAPH, Target.SAVED_MODEL)):
         return needs_flex
     # TF.js and TensorFlow keep unknown dimensions (a dynamic batch is useful); only given shapes apply.
@@ -450,6 +453,26 @@ def _offer_uint8_mixed(
             delivery.add(outcome.artifact, outcome.check)
 
 
+def _offer_int8_mixed(delivery: Delivery, outcome: TFLiteOutcome, mixed_path: Path) -> None:
+    """The int8 .tflite just checked failed on the user's samples: rank its layers with TensorFlow's quantization
+    debugger and try int8-mixed (converter/int8_mixed.py), deliver it when it passes, and say in the int8 check's
+    advice what was found and tried. Its own attempt: a failure here leaves the int8 file as it is."""
+    failed_check = delivery.checks[-1] if delivery.checks else None
+    if failed_check is None or failed_check.status != FAILED or not failed_check.quantization.is_full_integer:
+        return
+    verification = delivery.verification
+    if outcome.int8_recipe is None or verification is None or verification.calibration is None:
+        return
+    mixed = MIXED_VARIANT[failed_check.quantization]
+    with delivery.attempt(Target.TFLITE, mixed), delivery.stages.stage("convert_tflite"):
+        samples = verification.calibration.samples
+        tried = try_int8_mixed(delivery.artifacts[-1], outcome.int8_recipe, samples, mixed_path, verification.check)
+        advice = "; ".join(filter(None, [failed_check.advice, tried.sentence]))
+        delivery.checks[delivery.checks.index(failed_check)] = replace(failed_check, advice=advice)
+        if tried.artifact is not None:
+            delivery.add(tried.artifact, tried.check)
+
+
 def _convert_via_saved_model(
     source: ModelSource,
     summary: ModelSummary,
@@ -497,6 +520,7 @@ def _convert_via_saved_model(
             logs.append(outcome.log)
             needs_flex = outcome.needs_flex_delegate
             delivery.add(Artifact.from_path(Target.TFLITE, outcome.path, options.tflite_quantization))
+            _offer_int8_mixed(delivery, outcome, out_dir / f"{stem}_mixed.tflite")
     if Target.TFJS in options.targets:
         with delivery.attempt(Target.TFJS, options.tfjs_quantization):
             with stages.stage("convert_tfjs"):
@@ -691,8 +715,8 @@ class Verification:
                     _SHARED_REFERENCE.clear()  # one model's at a time: a process converts one model at a time
                     _SHARED_REFERENCE[self._shared_key] = (self._expected, self.graph_check)
         inputs, expected = self.input_sets, self._expected
-        on_samples = self.calibration is not None and artifact.quantization.is_full_integer
-        if on_samples:  # a full-integer file is judged on inputs like the ones its ranges were set on
+        on_samples = self.calibration is not None and artifact.quantization.is_calibrated
+        if on_samples:  # an int8 file is judged on inputs like the ones its ranges were set on
             inputs, expected = inputs[-self._samples_checked :], expected[-self._samples_checked :]
         (check,) = verify_artifacts(
             [artifact],

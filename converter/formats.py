@@ -54,10 +54,19 @@ class Quantization(StrEnum):
     # TF.js uint8 with the weights it rounds most kept in float16: made by convbot when uint8 fails its check
     # (converter/mixed_quant.py), never asked for by name.
     UINT8_MIXED = "uint8-mixed"
+    # TFLite int8 (int8-io) with the layers it quantizes worst kept in float: made by convbot when int8 fails its
+    # check (converter/int8_mixed.py), never asked for by name. Not full-integer: those layers need a float kernel.
+    INT8_MIXED = "int8-mixed"
+    INT8_IO_MIXED = "int8-io-mixed"
 
     @property
     def is_full_integer(self) -> bool:
         return self in (Quantization.INT8, Quantization.INT8_IO)
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Activations quantized on ranges set by the user's samples: full-integer, or int8 with layers in float."""
+        return self.is_full_integer or self in (Quantization.INT8_MIXED, Quantization.INT8_IO_MIXED)
 
 
 TFLITE_QUANTIZATIONS = (

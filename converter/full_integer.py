@@ -30,10 +30,7 @@ def convert_full_integer(
     import tensorflow as tf
     from tensorflow.lite.python.convert import ConverterError
 
-    converter = make_converter()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter = calibrated_int8_converter(make_converter, representative)
     if quantization is Quantization.INT8_IO:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -46,6 +43,17 @@ def convert_full_integer(
     if floating:
         raise ConversionError(_refusal(quantization, floating, ""), f"ops left in float32: {', '.join(floating)}")
     return flatbuffer
+
+
+def calibrated_int8_converter(make_converter: Callable[[], Any], representative: RepresentativeDataset) -> Any:
+    """A converter set for int8 on the user's samples, its inputs and outputs left float (int8-io sets them)."""
+    import tensorflow as tf
+
+    converter = make_converter()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
 
 
 def _refusal(quantization: Quantization, ops: list[str], log: str) -> str:

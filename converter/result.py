@@ -104,6 +104,7 @@ class ArtifactCheck:
     engine: str = ""  # what ran the artifact where that varies: the TF.js backend ("wasm", "cpu")
     agreement: TopOneAgreement | None = None  # an int8 classifier calibrated on images in class folders
     float_weights: tuple[str, ...] = ()  # uint8-mixed: the weights kept in float16, the worst rounded first
+    float_layers: tuple[str, ...] = ()  # int8-mixed, int8-io-mixed: the layers kept in float, the worst first
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def check_from_dict(data: dict[str, Any]) -> ArtifactCheck:
             "outputs_manifest": manifest(data["outputs_manifest"]),
             "agreement": _agreement(data.get("agreement")),
             "float_weights": tuple(data.get("float_weights", ())),
+            "float_layers": tuple(data.get("float_layers", ())),
         }
     )
 

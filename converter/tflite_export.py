@@ -6,7 +6,7 @@ Runs in the conversion process only: it imports TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,21 @@ from converter.full_integer import RepresentativeDataset, convert_full_integer
 
 
 @dataclass(frozen=True)
+class Int8Recipe:
+    """How a full-integer .tflite was made, so that it can be made again with some layers kept in float
+    (converter/int8_mixed.py)."""
+
+    make_converter: Callable[[], Any]
+    representative: RepresentativeDataset
+    finish: Callable[[bytes], bytes] = lambda flatbuffer: flatbuffer  # what it gets once converted (a signature)
+
+
+@dataclass(frozen=True)
 class TFLiteOutcome:
     path: Path
     needs_flex_delegate: bool
     log: str
+    int8_recipe: Int8Recipe | None = None  # a full-integer file's
 
 
 def _configure(converter: Any, quantization: Quantization, select_ops: bool) -> None:
@@ -53,7 +64,7 @@ def convert_with_fallback(
     if quantization.is_full_integer:
         assert representative is not None, "a full-integer conversion is calibrated on the user's samples"
         out_path.write_bytes(convert_full_integer(make_converter, quantization, representative))
-        return TFLiteOutcome(out_path, False, "")
+        return TFLiteOutcome(out_path, False, "", Int8Recipe(make_converter, representative))
 
     logs = []
     for select_ops in (False, True):
@@ -94,9 +105,14 @@ def tflite_from_frozen_graph(
         assert samples is not None
         return ([sample[name] for name in inputs] for sample in samples())
 
+    def with_signature(flatbuffer: bytes) -> bytes:
+        return add_serving_signature(flatbuffer, inputs, outputs)
+
     outcome = convert_with_fallback(make, quantization, out_path, in_input_order if samples is not None else None)
-    out_path.write_bytes(add_serving_signature(out_path.read_bytes(), inputs, outputs))
-    return outcome
+    out_path.write_bytes(with_signature(out_path.read_bytes()))
+    if outcome.int8_recipe is None:
+        return outcome
+    return replace(outcome, int8_recipe=replace(outcome.int8_recipe, finish=with_signature))
 
 
 def add_serving_signature(flatbuffer: bytes, inputs: Sequence[str], outputs: Sequence[str]) -> bytes:

@@ -39,6 +39,8 @@ TOLERANCES = {
     # Full-integer: every activation rounded to 8 bits too, on ranges set by the user's samples.
     Quantization.INT8: 1e-1,
     Quantization.INT8_IO: 1e-1,
+    Quantization.INT8_MIXED: 1e-1,  # judged as the int8 it stands in for
+    Quantization.INT8_IO_MIXED: 1e-1,
 }
 # When the reference is another engine (a TF.js model run in TF.js), float32 results differ by the
 # order each engine sums in: on a deep model (rvm, 910 nodes) TensorFlow running the exact rebuilt

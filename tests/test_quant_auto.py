@@ -207,7 +207,8 @@ def test_auto_with_samples_tries_a_full_integer_tflite_too(tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     (choice,) = json.loads(done.stdout)["choices"]
     tried = {variant["quantization"]: variant for variant in choice["tried"]}
-    assert set(tried) == {"none", "float16", "dynamic", "int8"}  # int8 calibrated on the samples, beside the others
+    # int8 calibrated on the samples, beside the others; an int8-mixed file too when int8 fails and it passes
+    assert set(tried) - {"int8-mixed"} == {"none", "float16", "dynamic", "int8"}
     assert tried["int8"]["status"] in ("passed", "failed")  # it ran in the interpreter: a verdict, not an error
     kept = choice["kept"]
     assert kept["size"] == min(v["size"] for v in tried.values() if v["status"] == "passed")
