@@ -32,7 +32,7 @@ from converter.calibration import Sample
 from converter.errors import ConversionError
 from converter.formats import Quantization, Target
 from converter.full_integer import calibrated_int8_converter
-from converter.mixed_quant import NAMES_SHOWN, MixedOutcome, exemption_counts
+from converter.mixed_quant import NAMES_SHOWN, MixedOutcome, exemption_counts, listed, worst_error
 from converter.result import ERROR, PASSED, Artifact, ArtifactCheck
 from converter.tflite_export import Int8Recipe
 from converter.units import format_size
@@ -186,8 +186,8 @@ def _passes(layers: Sequence[LayerError], verdict: ArtifactCheck, mixed: Artifac
     edges = " (its inputs and outputs still int8)" if failed.quantization is Quantization.INT8_IO else ""
     those = "that layer is" if len(kept) == 1 else f"those {len(kept)} layers are"
     return (
-        f"{_worst_named(layers)}; {failed.quantization.value} with {_listed(kept)} in float passes at "
-        f"{_worst_error(verdict):.1e} of scale ({format_size(mixed.size)} against {format_size(failed.size)}): "
+        f"{_worst_named(layers)}; {failed.quantization.value} with {listed(kept)} in float passes at "
+        f"{worst_error(verdict):.1e} of scale ({format_size(mixed.size)} against {format_size(failed.size)}): "
         f"{mixed.quantization.value}{edges}; {those} float32, so the file runs on a phone's CPU but not entirely on "
         "an Edge TPU or a microcontroller"
     )
@@ -202,8 +202,8 @@ def _still_fails(layers: Sequence[LayerError], verdict: ArtifactCheck, quantizat
     every = "its only quantized layer" if len(layers) == 1 else f"all {len(layers)} of its quantized layers"
     edges = " (its int8 inputs and outputs kept)" if quantization is Quantization.INT8_IO else ""
     return (
-        f"{_worst_named(layers)}; no exemption helps: with {every} ({_listed([layer.name for layer in layers])}) "
-        f"in float{edges} it is still off by {_worst_error(verdict):.1e} of scale, over its {verdict.tolerance:g} "
+        f"{_worst_named(layers)}; no exemption helps: with {every} ({listed([layer.name for layer in layers])}) "
+        f"in float{edges} it is still off by {worst_error(verdict):.1e} of scale, over its {verdict.tolerance:g} "
         "tolerance"
     )
 
@@ -217,12 +217,3 @@ def _worst_named(layers: Sequence[LayerError]) -> str:
     if len(layers) == 1:
         return f"the only layer it quantizes is {named}"
     return f"the layers it quantizes worst are {named}"
-
-
-def _listed(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:NAMES_SHOWN])
-    return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"
-
-
-def _worst_error(check: ArtifactCheck) -> float:
-    return max((output.max_rel_error for output in check.outputs), default=float("nan"))

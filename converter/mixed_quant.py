@@ -90,8 +90,8 @@ def _passes(kept: Sequence[str], verdict: ArtifactCheck, mixed: Artifact, failed
     against 95 KB): uint8-mixed'."""
     those = "that 1" if len(kept) == 1 else f"those {len(kept)}"
     return (
-        f"the weights it rounds worst are {_listed(kept)}; uint8 with {those} in float16 passes at "
-        f"{_worst_error(verdict):.1e} of scale ({format_size(mixed.size)} against {format_size(failed.size)}): "
+        f"the weights it rounds worst are {listed(kept)}; uint8 with {those} in float16 passes at "
+        f"{worst_error(verdict):.1e} of scale ({format_size(mixed.size)} against {format_size(failed.size)}): "
         f"{Quantization.UINT8_MIXED.value}"
     )
 
@@ -102,17 +102,17 @@ def _still_fails(names: Sequence[str], verdict: ArtifactCheck) -> str:
         return f"uint8 with {kept} of its weights in float16 does not run: {verdict.message}"
     every = "its only quantized weight" if len(names) == 1 else f"all {len(names)} of its quantized weights"
     return (
-        f"no exemption helps: with {every} ({_listed(names)}) in float16 it is still off by "
-        f"{_worst_error(verdict):.1e} of scale, over its {verdict.tolerance:g} tolerance"
+        f"no exemption helps: with {every} ({listed(names)}) in float16 it is still off by "
+        f"{worst_error(verdict):.1e} of scale, over its {verdict.tolerance:g} tolerance"
     )
 
 
-def _listed(names: Sequence[str]) -> str:
+def listed(names: Sequence[str]) -> str:
     shown = ", ".join(names[:NAMES_SHOWN])
     return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"
 
 
-def _worst_error(check: ArtifactCheck) -> float:
+def worst_error(check: ArtifactCheck) -> float:
     return max((output.max_rel_error for output in check.outputs), default=float("nan"))
 
 

@@ -196,13 +196,25 @@ def split_quantization(text: str) -> tuple[Quantization, Quantization, list[str]
     )
 
 
+# Made by convbot when their plain kind fails its check (converter/mixed_quant.py, int8_mixed.py), not asked for.
+MADE_WHEN_FAILING = (Quantization.UINT8_MIXED, Quantization.INT8_MIXED, Quantization.INT8_IO_MIXED)
+
+
 def _quantization(text: str) -> Quantization:
     try:
-        return Quantization(text.strip())
+        quantization = Quantization(text.strip())
     except ValueError:
+        quantization = None
+    if quantization is None or quantization in MADE_WHEN_FAILING:
+        made = (
+            f"; {text.strip()} is made by itself when {text.strip().removesuffix('-mixed')} fails its check"
+            if quantization is not None
+            else ""
+        )
         raise BadOptionsError(
-            f"unknown quantization '{text}'; use none, float16, dynamic, uint8, uint16, int8 or int8-io"
-        ) from None
+            f"unknown quantization '{text}'; use none, float16, dynamic, uint8, uint16, int8 or int8-io{made}"
+        )
+    return quantization
 
 
 def quantization_variants(

@@ -82,3 +82,12 @@ def test_prune_from_an_intermediate_node() -> None:
 def test_prune_says_which_input_is_missing() -> None:
     with pytest.raises(BadOptionsError, match="also need the input labels; add it to the inputs"):
         prune_graph(_graph(), ["x"], ["loss"])
+
+
+@pytest.mark.parametrize("name", ["uint8-mixed", "int8-mixed", "tflite:int8-io-mixed"])
+def test_a_mixed_kind_is_not_asked_for_by_name(name: str) -> None:
+    """uint8-mixed and int8-mixed are made when uint8 or int8 fails its check; asked for, they would be converted
+    as something else."""
+    made = name.partition(":")[2] or name
+    with pytest.raises(BadOptionsError, match=f"{made} is made by itself when {made.removesuffix('-mixed')} fails"):
+        split_quantization(name)
