@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.quant_models import CLASSES, class_image, write_labelled_zip, write_small_mobilenet
 from cli.main import _attach_input_range
 from cli.render import render_result
 from converter import BadOptionsError, ConversionOptions, Quantization, Target
@@ -21,34 +22,10 @@ from converter.errors import ConversionError, UnsafeArchiveError
 from converter.options import split_quantization
 from converter.result import PASSED, ConversionResult, TopOneAgreement
 
-CLASSES = ("cat", "dog", "owl")
 IMAGES_PER_CLASS = 4
 FER_SLOT = InputSlot("input_1", "float32", (1, 64, 64, 1))
 INT8_TOLERANCE = 1e-1  # converter/verify.py TOLERANCES for int8 and int8-io
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
-
-
-def _image(class_index: int, index: int, size: tuple[int, int] = (96, 80)) -> bytes:
-    """An RGB PNG whose pattern depends on its class: stripes of a class-given period and tint, shifted per image."""
-    from PIL import Image
-
-    rng = np.random.default_rng(100 * class_index + index)
-    y, x = np.mgrid[0 : size[1], 0 : size[0]]
-    pattern = 128 + 100 * np.sin(x / (4 + 3 * class_index) + index) * np.cos(y / (5 + index))
-    tint = np.roll([1.0, 0.6, 0.3], class_index)
-    pixels = pattern[..., None] * tint + rng.normal(0, 12, (*pattern.shape, 3))
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _labelled_zip(path: Path) -> Path:
-    """The user's images: PNG in one folder per class, under the folder the zip was made from."""
-    with zipfile.ZipFile(path, "w") as archive:
-        for c, label in enumerate(CLASSES):
-            for i in range(IMAGES_PER_CLASS):
-                archive.writestr(f"photos/{label}/{i}.png", _image(c, i))
-    return path
 
 
 def _convert(model: Path, tmp_path: Path, quant: str, calibration: Path, **options: Any) -> ConversionResult:
@@ -151,7 +128,7 @@ def _check_int8_artifact(
 
 @pytest.fixture(scope="module")
 def labelled_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _labelled_zip(tmp_path_factory.mktemp("calibration") / "photos.zip")
+    return write_labelled_zip(tmp_path_factory.mktemp("calibration") / "photos.zip", IMAGES_PER_CLASS)
 
 
 @pytest.fixture(scope="module")
@@ -178,56 +155,9 @@ def test_fer_keras_model_int8_runs_close_to_the_float_model_on_your_images(
 # ---------------------------------------------------------------- a MobileNet-class frozen graph
 
 
-def _write_small_mobilenet(path: Path) -> Path:
-    """A MobileNet-class frozen graph: MobileNet v1's layers (a strided conv, depthwise-separable blocks with
-    BatchNorm and ReLU6, global pooling, softmax), 4 blocks on 32x32 RGB, 5 classes, seeded random weights, frozen
-    as bench/reply_time.py freezes the 224x224 MobileNet. Not Keras's whole MobileNet: with random weights its
-    27 layers make int8 round-off grow to 65 % of scale on these images, which says nothing of trained ones."""
-    import keras
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-    image = keras.Input((32, 32, 3), name="image")
-    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(8, 3, 2, "same", use_bias=False)(image)))
-    for filters, stride in ((16, 1), (32, 2), (32, 1), (64, 2)):
-        x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.DepthwiseConv2D(3, stride, "same", use_bias=False)(x)))
-        x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(filters, 1, use_bias=False)(x)))
-    scores = layers.Dense(5, activation="softmax")(layers.GlobalAveragePooling2D()(x))
-    model = keras.Model(image, scores)
-    _keep_activations_alive(model)
-    function = tf.function(lambda image: model(image, training=False))
-    concrete = function.get_concrete_function(tf.TensorSpec([1, 32, 32, 3], tf.float32, name="image"))
-    path.write_bytes(convert_variables_to_constants_v2(concrete).graph.as_graph_def().SerializeToString())
-    return path
-
-
-def _keep_activations_alive(model: Any) -> None:
-    """Each BatchNormalization's moving statistics set from its inputs on the images, as training would:
-    at Keras's initial ones activations shrink layer by layer, and after MobileNet's 27 layers every image gets
-    nearly the same scores, a classifier with nothing to agree on."""
-    import keras
-    from PIL import Image
-
-    size = tuple(model.input.shape[1:3])
-    images = np.stack(
-        [
-            np.asarray(Image.open(io.BytesIO(_image(c, i))).resize(size), np.float32) / 255.0
-            for c in range(len(CLASSES))
-            for i in range(IMAGES_PER_CLASS)
-        ]
-    )
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            inputs = np.asarray(keras.Model(model.input, layer.input)(images))
-            gamma, beta, _, _ = layer.get_weights()
-            layer.set_weights([gamma, beta, inputs.mean(axis=(0, 1, 2)), inputs.var(axis=(0, 1, 2)) + 1e-3])
-
-
 @pytest.fixture(scope="module")
 def mobilenet_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_small_mobilenet(tmp_path_factory.mktemp("mobilenet") / "mobilenet.pb")
+    return write_small_mobilenet(tmp_path_factory.mktemp("mobilenet") / "mobilenet.pb", per_class=IMAGES_PER_CLASS)
 
 
 @pytest.mark.parametrize("quant", ["int8", "int8-io"])
@@ -343,9 +273,9 @@ def test_a_tar_gz_of_jpeg_and_png_images_in_one_folder_has_no_classes(tmp_path: 
     from PIL import Image
 
     jpeg = io.BytesIO()
-    Image.open(io.BytesIO(_image(1, 0))).save(jpeg, "JPEG")
+    Image.open(io.BytesIO(class_image(1, 0))).save(jpeg, "JPEG")
     with tarfile.open(tmp_path / "mixed.tar.gz", "w:gz") as archive:
-        for name, data in (("shots/a.jpg", jpeg.getvalue()), ("shots/b.PNG", _image(2, 1)), ("shots/.c.png", b"")):
+        for name, data in (("shots/a.jpg", jpeg.getvalue()), ("shots/b.PNG", class_image(2, 1)), ("shots/.c.png", b"")):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -397,7 +327,7 @@ def test_an_npy_whose_header_lies_is_refused_before_allocating(tmp_path: Path) -
     ],
 )
 def test_a_hostile_archive_is_refused(members: list[str], message: str, tmp_path: Path) -> None:
-    png = _image(0, 0, (8, 8))
+    png = class_image(0, 0, (8, 8))
     with zipfile.ZipFile(tmp_path / "hostile.zip", "w") as archive:
         for name in members:
             archive.writestr(name, png)
