@@ -72,6 +72,8 @@ def options_to_record(options: ConversionOptions) -> dict[str, Any]:
         "shapes": {name: list(dims) for name, dims in options.shapes},
         "tflite_quantization": options.tflite_quantization.value,
         "tfjs_quantization": options.tfjs_quantization.value,
+        "calibration_key": options.calibration,  # a storage key: the bot stores the samples before it submits
+        "input_range": options.input_range,
     }
 
 
@@ -83,12 +85,16 @@ def options_from_job(job: Job) -> ConversionOptions:
         shapes=tuple((name, tuple(dims)) for name, dims in job.shapes.items()),
         tflite_quantization=Quantization(job.tflite_quantization),
         tfjs_quantization=Quantization(job.tfjs_quantization),
+        calibration=job.calibration_key,
+        input_range=job.input_range,
     )
 
 
 def cache_key(model_sha256: str, options: ConversionOptions) -> str:
     """Same model bytes and same options: the same artifacts."""
-    described = json.dumps([model_sha256, options_to_record(options), options.verify], sort_keys=True)
+    # Unset columns are left out, so a job asked before int8 existed keeps its key.
+    asked = {column: value for column, value in options_to_record(options).items() if value is not None}
+    described = json.dumps([model_sha256, asked, options.verify], sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()
 
 
