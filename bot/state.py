@@ -24,6 +24,11 @@ class Draft:
     quant: str = "none"
     shapes: dict[str, list[int]] = field(default_factory=dict)
     awaiting_shape: str | None = None  # the input whose dimensions the user is asked for
+    # int8: the next document is the calibration set; once stored, its key serves the next conversion only.
+    awaiting_samples: bool = False
+    samples: str | None = None
+    samples_need_range: bool = False  # images for a float input: the user says how pixels map
+    input_range: str | None = None  # a key of converter.options.INPUT_RANGES
     search: str = ""  # what the user typed to filter the open node picker
     picker_key: str | None = None  # the open node picker, if any
 
