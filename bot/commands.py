@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from telegram import Message, Update
 
 from bot.conversions import parse_convert_args, start_conversion
+from bot.int8_upload import receive_samples
 from bot.progress import send_results
 from bot.services import BotContext, BotServices
 from bot.texts import Texts
@@ -79,8 +80,13 @@ async def list_nodes(update: Update, context: BotContext) -> None:
 
 
 async def receive_document(update: Update, context: BotContext) -> None:
-    """A model file; a caption that is a /convert command (`/convert tflite quant=float16`) then runs on it."""
+    """A model file; a caption that is a /convert command (`/convert tflite quant=float16`) then runs on it.
+    While an int8 conversion waits for samples, the document is its calibration set instead."""
     message = update.effective_message
+    draft = context.services.state.drafts.get(update.effective_chat.id) if update.effective_chat else None
+    if draft is not None and draft.awaiting_samples:
+        await receive_samples(update, context, draft)
+        return
     arguments = caption_command(message.caption if message else None, "convert")
     if await receive_model(update, context) and arguments is not None:
         await convert_with_arguments(update, context, arguments)
@@ -165,10 +171,14 @@ async def cancel(update: Update, context: BotContext) -> None:
         if job_id is None or not await asyncio.to_thread(bot_services.jobs.cancel, job_id, user.id):
             await message.reply_text(texts.job_not_cancellable.format(job=argument))
         return  # else the job's status message says "cancelled"
+    draft = bot_services.state.drafts.get(request.chat_id)
+    if draft is not None and (draft.awaiting_samples or draft.samples):  # the int8 question just asked
+        draft.awaiting_samples, draft.samples = False, None
+        await message.reply_text(texts.cancelled_dialogue)
+        return
     job_id = await asyncio.to_thread(bot_services.catalog.latest_unfinished_job, user.id)
     if job_id is not None and await asyncio.to_thread(bot_services.jobs.cancel, job_id, user.id):
         return
-    draft = bot_services.state.drafts.get(request.chat_id)
     if draft is not None and (draft.awaiting_shape or draft.picker_key):
         draft.awaiting_shape, draft.picker_key = None, None
         await message.reply_text(texts.cancelled_dialogue)

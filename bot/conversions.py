@@ -6,19 +6,28 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bot.int8_samples import ask_what_int8_needs, full_integer_refusal
 from bot.progress import with_network_retries
 from bot.services import BotContext
 from bot.state import Draft
 from bot.texts import Texts
 from bot.views import cancel_keyboard, format_shape
 from converter.errors import BadOptionsError, ConvbotError
-from converter.options import QUANT_SEARCHES, ConversionOptions, parse_shape, parse_targets, split_quantization
+from converter.options import (
+    DEFAULT_MAX_CALIBRATION_MB,
+    INPUT_RANGES,
+    QUANT_SEARCHES,
+    ConversionOptions,
+    parse_shape,
+    parse_targets,
+    split_quantization,
+)
 from jobs.catalog import UserView
 
 
 def parse_convert_args(args: list[str], draft: Draft) -> Draft:
-    """Apply `/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:dims] [quant=...|auto|compare]` to a
-    draft."""
+    """Apply `/convert [tflite|tfjs|all] [in=a,b] [out=c,d] [shape=name:dims] [quant=...|auto|compare] [range=0,1]`
+    to a draft."""
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep:
@@ -34,22 +43,21 @@ def parse_convert_args(args: list[str], draft: Draft) -> Draft:
         elif key == "quant" and value.lower() in QUANT_SEARCHES:  # every variant: the smallest passing, or all
             draft.quant = value.lower()
         elif key == "quant":
-            tflite, _, _ = split_quantization(value)
-            if tflite.is_full_integer:  # calibrated on the user's samples, which a chat cannot send yet
-                raise BadOptionsError(
-                    f"{tflite.value} is calibrated on samples of your inputs, which the chat does not take yet: "
-                    f"use quant=dynamic or float16 here, or the command line: convbot convert MODEL --quant "
-                    f"{tflite.value} --calibration FILE"
-                )
+            split_quantization(value)  # raises on a typo
             draft.quant = value.lower()
+        elif key == "range":  # how image pixels map to a float input, for int8 samples that are images
+            if value not in INPUT_RANGES:
+                raise BadOptionsError(f"range= is one of {', '.join(INPUT_RANGES)} (got '{value}')")
+            draft.input_range = value
         else:
-            raise BadOptionsError(f"unknown option '{key}='; use in=, out=, shape= or quant=")
+            raise BadOptionsError(f"unknown option '{key}='; use in=, out=, shape=, quant= or range=")
     return draft
 
 
-def draft_options(draft: Draft) -> ConversionOptions:
-    search = draft.quant if draft.quant in QUANT_SEARCHES else ""
-    tflite, tfjs, warnings = split_quantization("none" if search else draft.quant)
+def draft_options(draft: Draft, max_calibration_mb: float = DEFAULT_MAX_CALIBRATION_MB) -> ConversionOptions:
+    """The draft's options; the int8 samples as their storage key (the worker fetches them)."""
+    tflite, tfjs, warnings = draft.quantizations()
+    full_integer = tflite.is_full_integer and draft.samples is not None
     return ConversionOptions(
         targets=parse_targets(draft.targets),
         inputs=tuple(draft.inputs),
@@ -58,7 +66,10 @@ def draft_options(draft: Draft) -> ConversionOptions:
         tflite_quantization=tflite,
         tfjs_quantization=tfjs,
         warnings=tuple(warnings),
-        quant_search=search,
+        quant_search=draft.quant_search,
+        calibration=draft.samples if full_integer else None,
+        input_range=draft.input_range if full_integer else None,
+        max_calibration_mb=max_calibration_mb,
     )
 
 
@@ -97,12 +108,19 @@ async def start_conversion(chat_id: int, user: UserView, draft: Draft, context: 
             texts.quota_reached.format(limit=bot_services.settings.daily_jobs, when=reset.strftime("%Y-%m-%d %H:%M")),
         )
         return
+    refusal = full_integer_refusal(draft, texts)
+    if refusal is not None:
+        await context.bot.send_message(chat_id, refusal)
+        return
+    if await ask_what_int8_needs(chat_id, draft, context, texts):
+        return
     try:
-        options = draft_options(draft)
+        options = draft_options(draft, bot_services.settings.max_calibration_mb)
     except ConvbotError as error:  # options that cannot go together: said in one line, like a typo
         await context.bot.send_message(chat_id, error.message)
         return
     job_id = await asyncio.to_thread(bot_services.jobs.submit, user.id, model.id, options)
+    draft.samples, draft.samples_need_range = None, False  # samples serve one conversion; the next int8 asks again
     view = await asyncio.to_thread(bot_services.jobs.status, job_id)
     if view is not None and view.status == "queued":
         text = texts.queued.format(job_id=job_id, position=view.position)

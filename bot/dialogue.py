@@ -16,10 +16,11 @@ from bot.uploads import record_user, user_texts
 from bot.views import choice_keyboard, nodes_page, picker_candidates, picker_view, summary_keyboard
 from converter.errors import BadOptionsError
 from converter.formats import ModelFormat
-from converter.options import parse_shape, parse_targets
+from converter.options import INPUT_RANGES, parse_shape, parse_targets
 
 TARGETS = ("all", "tflite", "tfjs", "pb", "savedmodel")
-QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16", "auto")  # auto: the smallest file that passes
+# auto: the smallest file that passes; int8 and int8-io ask for samples first
+QUANTIZATIONS = ("none", "float16", "dynamic", "uint8", "uint16", "int8", "int8-io", "auto")
 DEFAULT_TARGETS = ["tflite", "tfjs"]  # what "all" stands for
 
 
@@ -111,6 +112,10 @@ async def press_menu_button(update: Update, context: BotContext) -> None:
         await query.edit_message_reply_markup(choice_keyboard(texts, key, "settarget", targets_for(summary), ticked))
     elif action == "quant":
         await query.edit_message_reply_markup(choice_keyboard(texts, key, "setquant", QUANTIZATIONS, [draft.quant]))
+    elif action == "setrange" and argument in INPUT_RANGES:  # how image samples map to a float input
+        draft.input_range = argument
+        await query.edit_message_reply_markup(None)
+        await start_conversion(chat_id, await record_user(bot_services, update), draft, context, texts)
     elif action == "setquant" and argument in QUANTIZATIONS:
         draft.quant = argument
         await query.edit_message_reply_markup(summary_keyboard(texts, key, draft))

@@ -14,6 +14,8 @@ from telegram.ext import CallbackContext, ExtBot
 
 from bot.settings import BotSettings
 from bot.state import ChatState
+from converter.calibration import InputSlot
+from converter.calibration_check import SamplesCheck
 from jobs.catalog import Catalog
 from jobs.service import JobService
 
@@ -23,6 +25,15 @@ def _inspect_to_dict(path: str, work_dir: str) -> dict[str, Any]:
     from converter.inspection import inspect
 
     return inspect(Path(path), work_dir=Path(work_dir)).to_dict()
+
+
+def _check_samples(
+    path: str, slots: list[InputSlot], input_range: str | None, work_dir: str, max_mb: float
+) -> SamplesCheck:
+    """Runs in the inspection process: a hostile archive is unpacked and read there, not in the bot."""
+    from converter.calibration_check import check_samples
+
+    return check_samples(Path(path), slots, input_range, Path(work_dir), max_mb)
 
 
 @dataclass
@@ -42,11 +53,25 @@ class BotServices:
 
     async def inspect(self, path: Path, work_dir: Path) -> dict[str, Any]:
         """The model's summary, computed in a separate process so the event loop never waits on it."""
+        summary: dict[str, Any] = await self._in_inspector(_inspect_to_dict, str(path), str(work_dir))
+        return summary
+
+    async def check_samples(
+        self, path: Path, slots: list[InputSlot], input_range: str | None, work_dir: Path
+    ) -> SamplesCheck:
+        """int8 calibration samples read as the conversion will read them, in the inspection process."""
+        max_mb = self.settings.max_calibration_mb
+        check: SamplesCheck = await self._in_inspector(
+            _check_samples, str(path), slots, input_range, str(work_dir), max_mb
+        )
+        return check
+
+    async def _in_inspector(self, function: Any, *args: Any) -> Any:
         if self._inspector is None:
             self._inspector = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._inspector, _inspect_to_dict, str(path), str(work_dir))
+            return await loop.run_in_executor(self._inspector, function, *args)
         except Exception as error:
             if type(error).__name__ == "BrokenProcessPool":  # the file crashed the inspector: start a new one
                 self._inspector = None

@@ -9,6 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from converter.formats import Quantization
+from converter.options import QUANT_SEARCHES, split_quantization
+
 MENU_TTL_SECONDS = 6 * 3600
 MAX_MENUS = 10_000
 
@@ -24,8 +27,22 @@ class Draft:
     quant: str = "none"
     shapes: dict[str, list[int]] = field(default_factory=dict)
     awaiting_shape: str | None = None  # the input whose dimensions the user is asked for
+    # int8: the next document is the calibration set; once stored, its key serves the next conversion only.
+    awaiting_samples: bool = False
+    samples: str | None = None
+    samples_need_range: bool = False  # images for a float input: the user says how pixels map
+    input_range: str | None = None  # a key of converter.options.INPUT_RANGES
     search: str = ""  # what the user typed to filter the open node picker
     picker_key: str | None = None  # the open node picker, if any
+
+    @property
+    def quant_search(self) -> str:
+        """auto or compare: every variant converted (converter/quant_search.py); "" for one quantization."""
+        return self.quant if self.quant in QUANT_SEARCHES else ""
+
+    def quantizations(self) -> tuple[Quantization, Quantization, list[str]]:
+        """(TFLite's, TF.js's, warnings) as split_quantization gives them; a search asks for none of its own."""
+        return split_quantization("none" if self.quant_search else self.quant)
 
 
 @dataclass

@@ -42,6 +42,14 @@ class Texts:
     menu_expired: str
     ask_shape: str
     bad_shape: str
+    ask_samples: str  # int8: the next document is the calibration set
+    samples_too_big: str
+    bad_samples: str
+    samples_taken: str
+    samples_classes: str
+    ask_input_range: str
+    int8_tflite_only: str
+    agreement: str
     nodes_title: str
     nodes_none: str
     quota_reached: str
@@ -133,6 +141,23 @@ EN = Texts(
     menu_expired="This menu has expired; send /convert or the model again.",
     ask_shape="Input {name} has unknown dimensions {shape}. Reply with the full shape, like 1,224,224,3 (or scalar).",
     bad_shape="That is not a shape. Reply with whole numbers separated by commas, like 1,224,224,3.",
+    ask_samples=(
+        "{quant} is calibrated on samples of your model's inputs. Send them as a file: a .zip of 20–500 images "
+        "(one folder per class gives a top-1 figure) or an .npz of input arrays, up to {limit}. /cancel to stop."
+    ),
+    samples_too_big="This file is {size}; calibration samples may be at most {limit}. Send fewer, or /cancel.",
+    bad_samples="I cannot calibrate on {name}: {reason}. Send another file, or /cancel.",
+    samples_taken="Calibrating on {count} samples from {name}{classes}.",
+    samples_classes=" in {count} class folders",
+    ask_input_range=(
+        "Your model takes floats: how do its inputs see pixels? Choose the range that 0..255 maps to "
+        "(or /convert range=0,1)."
+    ),
+    int8_tflite_only=(
+        "{quant} is for TFLite only (TF.js has no integer kernels): choose the target tflite, or "
+        "/convert quant=tflite:{quant},tfjs:uint8."
+    ),
+    agreement="\nTop-1 agrees with your model on {percent:.0f} % of your {images} images.",
     nodes_title="Nodes of {name}{filter} ({count}), page {page}/{pages}:",
     nodes_none="No node matches “{text}”.",
     quota_reached="You have run {limit} jobs today, the daily limit. You can go on after {when} (UTC).",
@@ -248,6 +273,20 @@ ZH = Texts(
     menu_expired="该菜单已过期；请重新发送 /convert 或模型。",
     ask_shape="输入 {name} 的维度 {shape} 未知。请回复完整形状，例如 1,224,224,3（标量请回复 scalar）。",
     bad_shape="这不是有效的形状。请回复以逗号分隔的整数，例如 1,224,224,3。",
+    ask_samples=(
+        "{quant} 需要用你的模型输入样本来校准。请以文件形式发送：包含 20–500 张图片的 .zip"
+        "（每个类别一个文件夹，可得到 top-1 一致率），或输入数组的 .npz，不超过 {limit}。发送 /cancel 取消。"
+    ),
+    samples_too_big="该文件大小为 {size}；校准样本最多 {limit}。请少发一些，或发送 /cancel。",
+    bad_samples="无法用 {name} 校准：{reason}。请发送另一个文件，或发送 /cancel。",
+    samples_taken="使用 {name} 中的 {count} 个样本校准{classes}。",
+    samples_classes="（{count} 个类别文件夹）",
+    ask_input_range="你的模型输入为浮点数：像素如何映射到输入？请选择 0..255 对应的范围（或 /convert range=0,1）。",
+    int8_tflite_only=(
+        "{quant} 仅适用于 TFLite（TF.js 没有整数内核）：请选择目标 tflite，"
+        "或 /convert quant=tflite:{quant},tfjs:uint8。"
+    ),
+    agreement="\n在你的 {images} 张图片上，top-1 与原模型一致的比例为 {percent:.0f} %。",
     nodes_title="{name} 的节点{filter}（共 {count} 个），第 {page}/{pages} 页：",
     nodes_none="没有节点匹配“{text}”。",
     quota_reached="你今天已运行 {limit} 个任务，达到每日上限。可在 {when}（UTC）之后继续。",

@@ -209,6 +209,10 @@ def caption_text(texts: Texts, check: dict[str, Any] | None, name: str, size: st
     caption = texts.caption.format(
         name=name, size=size, quant=quant, check=validation_line(check) if check else "not run"
     )
+    if check is not None and check.get("agreement"):  # int8 calibrated on images in class folders
+        agreement = check["agreement"]
+        percent = 100.0 * agreement["agreeing"] / agreement["images"] if agreement["images"] else 0.0
+        caption += texts.agreement.format(percent=percent, images=agreement["images"])
     if check is None or check["status"] != "failed":
         return caption
     return mismatch_text(texts, check) + caption

@@ -55,6 +55,7 @@ class CalibrationSet:
 
     samples: tuple[Sample, ...]
     classes: tuple[str, ...] = ()
+    from_images: bool = False  # decoded from JPEG/PNG images, not given as arrays
 
     def first(self, count: int) -> list[Sample]:
         return list(self.samples[:count])
@@ -214,7 +215,7 @@ def _from_images(folder: Path, slots: Sequence[InputSlot], input_range: str | No
         )
     low, high = INPUT_RANGES[input_range] if is_float and input_range else (0.0, 255.0)
     samples = tuple({slot.key: _pixels_to_input(_decode(path, folder, slot), low, high, slot.dtype)} for path in paths)
-    return CalibrationSet(samples, _class_folders(paths, folder))
+    return CalibrationSet(samples, _class_folders(paths, folder), from_images=True)
 
 
 def _image_paths(folder: Path) -> list[Path]:

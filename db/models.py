@@ -97,6 +97,9 @@ class Job(Base):
     shapes: Mapped[JsonDict]
     tflite_quantization: Mapped[str] = mapped_column(String(16), default="none")
     tfjs_quantization: Mapped[str] = mapped_column(String(16), default="none")
+    # int8: the user's samples (a storage key under calibration/) and how image pixels map to the input.
+    calibration_key: Mapped[str | None] = mapped_column(String(1024))
+    input_range: Mapped[str | None] = mapped_column(String(8))
     cache_key: Mapped[str] = mapped_column(String(64), index=True)  # model sha256 + options
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     stage: Mapped[str] = mapped_column(String(32), default="queued")

@@ -117,6 +117,11 @@ class Catalog:
             session.commit()
             return _model_view(model)
 
+    def store_samples(self, path: Path, name: str) -> str:
+        """Keep an int8 job's calibration samples where its worker can read them; their storage key. They stay
+        only while a job on them is unfinished (jobs/cleanup.py), so never longer than the model."""
+        return self.storage.put_calibration(path, name)
+
     def model(self, model_id: int) -> ModelView | None:
         with self.sessions() as session:
             model = session.get(UploadedModel, model_id)

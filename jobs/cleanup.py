@@ -1,5 +1,5 @@
 """Disk cleanup: expire old uploads and artifacts, sweep orphans and stale temp dirs, keep the
-data dir under its size cap.
+data dir under its size cap. An int8 job's samples (calibration/) stay only while an unfinished job needs them.
 
 `run_cleanup` takes the caller's session and never commits: the caller owns the transaction.
 `start_cleanup_scheduler` runs it periodically, each tick in its own session, committed there.
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from converter.units import format_size
 from db.models import Artifact, Job, JobStatus, UploadedModel, utcnow
 from jobs.settings import Settings
-from jobs.storage import storage_from_settings
+from jobs.storage import CALIBRATION, checked_key, storage_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class _Cleaner:
         self.models_dir = self.root / "models"
         self.artifacts_dir = self.root / "artifacts"
         self.tmp_dir = self.root / "tmp"
-        self.reserved = {self.root, self.models_dir, self.artifacts_dir, self.tmp_dir}
+        self.calibration_dir = self.root / CALIBRATION
+        self.reserved = {self.root, self.models_dir, self.artifacts_dir, self.tmp_dir, self.calibration_dir}
         self.protected = {self.root / f"convbot.db{suffix}" for suffix in SQLITE_SUFFIXES}
         database = _sqlite_file(settings.sqlalchemy_url)
         if database is not None:
@@ -161,11 +162,19 @@ class _Cleaner:
             else:
                 self.add(path, size, records)
 
+    def plan_used_samples(self, used: Iterable[Path]) -> None:
+        """The samples of int8 jobs that have all finished: they go now, whatever their age."""
+        for path in sorted(used):
+            size, _ = _tree_stats(path)
+            if size is not None and self.removable(path) and path not in self.planned:
+                self.add(path, size)
+
     def plan_orphans(self, live: set[Path]) -> None:
-        """Anything under models/ and artifacts/ no live record points to, once older than the grace."""
+        """Anything under models/, artifacts/ and calibration/ no live record (or unfinished job) points to,
+        once older than the grace."""
         keep = live | self.protected
         ancestors = _ancestors(keep | self.planned)
-        for top in (self.models_dir, self.artifacts_dir):
+        for top in (self.models_dir, self.artifacts_dir, self.calibration_dir):
             if not _is_real_dir(top):
                 if os.path.lexists(top):
                     logger.warning("%s is not a real directory inside the data dir; not swept", top)
@@ -272,6 +281,8 @@ def run_cleanup(
         or (isinstance(record, Artifact) and record.job_id in busy_jobs)
     }
 
+    needed_samples, used_samples = samples_in_use(session)
+    cleaner.plan_used_samples(cleaner.key(key) for key in used_samples)
     cleaner.plan_expired(by_path, busy)
     live = {path for path in by_path if path not in cleaner.planned}
     live.difference_update(  # records marked without removing a file (outside the data dir, gone)
@@ -281,6 +292,7 @@ def run_cleanup(
     # Unfinished jobs write into these (see jobs/service.py) before any record exists.
     working = {cleaner.artifacts_dir / str(job_id) for job_id in busy_jobs}
     working |= {cleaner.tmp_dir / f"job-{job_id}" for job_id in busy_jobs}
+    working |= {cleaner.key(key) for key in needed_samples}
     cleaner.plan_orphans(live | working)
     cleaner.plan_tmp(working)
     cleaner.plan_disk_cap({path: by_path[path] for path in live if path in by_path}, busy)
@@ -362,6 +374,24 @@ def in_use(session: Session) -> tuple[set[int], set[int]]:
     """Model ids and job ids of jobs still queued, running or to be re-queued: their files stay."""
     rows = session.execute(select(Job.id, Job.model_id).where(Job.status.in_(ACTIVE_JOB_STATUSES))).all()
     return {model_id for _, model_id in rows}, {job_id for job_id, _ in rows}
+
+
+def samples_in_use(session: Session) -> tuple[set[str], set[str]]:
+    """The storage keys of int8 jobs' samples: (those an unfinished job still needs, those only finished jobs
+    used). Samples serve one conversion: once every job on them has finished they go, and so never outlive the
+    model they calibrated (a model stays while a job on it is unfinished). Keys outside calibration/ are ignored."""
+    rows = session.execute(select(Job.calibration_key, Job.status).where(Job.calibration_key.is_not(None))).all()
+    keys = [(key, status) for key, status in rows if key is not None and _is_samples_key(key)]
+    needed = {key for key, status in keys if status in ACTIVE_JOB_STATUSES}
+    return needed, {key for key, _ in keys} - needed
+
+
+def _is_samples_key(key: str) -> bool:
+    try:
+        return checked_key(key).startswith(f"{CALIBRATION}/")
+    except ValueError:
+        logger.warning("a job's calibration key %r is not a storage key: left alone", key)
+        return False
 
 
 def expiry(record: Record, retention: timedelta) -> datetime:

@@ -26,7 +26,12 @@ class JobArguments:
     job_id: int
     model_key: str  # the upload, in the storage (the same bytes sent under two names are stored once)
     model_name: str  # the name the user sent it under: `pose.pb` -> pose.tflite, pose_tfjs/
-    options: ConversionOptions
+    options: ConversionOptions  # `calibration`, when set, is a storage key: run_job fetches the samples
+
+    @property
+    def calibration_key(self) -> str | None:
+        """The int8 samples in the storage (a worker on another machine reads them from there)."""
+        return self.options.calibration
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,10 @@ def run_job(
     work_dir = scratch / f"job-{arguments.job_id}"
     try:
         model = storage.local_path(arguments.model_key, work_dir / "model")
+        options = arguments.options
+        if arguments.calibration_key is not None:
+            samples = storage.local_path(arguments.calibration_key, work_dir / "calibration")
+            options = replace(options, calibration=str(samples))
         run_test_hook(Path(arguments.model_name))
         if isinstance(storage, FolderStorage):  # written in place: storing them changes nothing
             out_dir = storage.path(f"{ARTIFACTS}/{arguments.job_id}")
@@ -74,14 +83,14 @@ def run_job(
                 on_artifact(store(artifact), check)  # in the storage before the bot hears of it
 
         stem = artifact_stem(Path(arguments.model_name))
-        if arguments.options.quant_search:  # only the files kept come back: the losers of auto are deleted
+        if options.quant_search:  # only the files kept come back: the losers of auto are deleted
             result = convert_searching_quantization(
-                model, out_dir, arguments.options, work_dir / "convert", stem, progress=progress, on_artifact=ready
+                model, out_dir, options, work_dir / "convert", stem, progress=progress, on_artifact=ready
             )
             result = _with_chart_stored(result, lambda path: storage.put_artifact(arguments.job_id, path))
         else:
             result = convert_in_process(
-                model, out_dir, arguments.options, work_dir / "convert", stem=stem, progress=progress, on_artifact=ready
+                model, out_dir, options, work_dir / "convert", stem=stem, progress=progress, on_artifact=ready
             )
         return replace(result, artifacts=tuple(store(artifact) for artifact in result.artifacts))
     finally:

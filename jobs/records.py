@@ -74,6 +74,8 @@ def options_to_record(options: ConversionOptions) -> dict[str, Any]:
         "shapes": {name: list(dims) for name, dims in options.shapes},
         "tflite_quantization": options.quant_search or options.tflite_quantization.value,
         "tfjs_quantization": options.quant_search or options.tfjs_quantization.value,
+        "calibration_key": options.calibration,  # a storage key: the bot stores the samples before it submits
+        "input_range": options.input_range,
     }
 
 
@@ -87,12 +89,16 @@ def options_from_job(job: Job) -> ConversionOptions:
         tflite_quantization=Quantization("none" if searched else job.tflite_quantization),
         tfjs_quantization=Quantization("none" if searched else job.tfjs_quantization),
         quant_search=job.tflite_quantization if searched else "",
+        calibration=job.calibration_key,
+        input_range=job.input_range,
     )
 
 
 def cache_key(model_sha256: str, options: ConversionOptions) -> str:
     """Same model bytes and same options: the same artifacts."""
-    described = json.dumps([model_sha256, options_to_record(options), options.verify], sort_keys=True)
+    # Unset columns are left out, so a job asked before int8 existed keeps its key.
+    asked = {column: value for column, value in options_to_record(options).items() if value is not None}
+    described = json.dumps([model_sha256, asked, options.verify], sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()
 
 

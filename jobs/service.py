@@ -15,7 +15,7 @@ import queue
 import shutil
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -306,7 +306,7 @@ class JobService:
             job.id,
             stored_key(job.model.storage_path, self.settings.data_dir),
             job.model.original_name,
-            records.options_from_job(job),
+            replace(records.options_from_job(job), max_calibration_mb=self.settings.max_calibration_mb),
         )
 
     def _apply(self, event: BackendEvent) -> None:

@@ -7,6 +7,8 @@ file names, so nothing a user typed can leave the storage's root:
     models/<sha[:2]>/<sha>/<name>    an upload, stored once per content hash (and name)
     artifacts/<job_id>/<name>        an artifact: one file, or a folder (a TF.js model) whose files
                                      are the objects under `<key>/`
+    calibration/<sha[:2]>/<sha>/<name>  an int8 job's samples, kept only while a job that uses them is
+                                     unfinished (jobs/cleanup.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 UPLOADS = "models"
 ARTIFACTS = "artifacts"
+CALIBRATION = "calibration"
+AREAS = (UPLOADS, ARTIFACTS, CALIBRATION)
 MAX_NAME_BYTES = 150  # well under the 255 bytes a file name may have on Linux file systems
 
 
@@ -90,6 +94,12 @@ def upload_key(sha256: str, original_name: str) -> str:
     return f"{UPLOADS}/{sha256[:2]}/{sha256}/{safe_name(original_name, 'model')}"
 
 
+def calibration_key(sha256: str, original_name: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+    return f"{CALIBRATION}/{sha256[:2]}/{sha256}/{safe_name(original_name, 'samples')}"
+
+
 def artifact_key(job_id: int, name: str) -> str:
     if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 0:
         raise ValueError(f"not a job id: {job_id!r}")
@@ -97,10 +107,10 @@ def artifact_key(job_id: int, name: str) -> str:
 
 
 def checked_key(key: str) -> str:
-    """`key` if it stays inside the uploads or the artifacts (`artifacts/12` is the folder of job 12),
-    else ValueError: a key read back from a database is never trusted to."""
+    """`key` if it stays inside the uploads, the artifacts (`artifacts/12` is the folder of job 12) or the
+    calibration samples, else ValueError: a key read back from a database is never trusted to."""
     parts = key.split("/")
-    if len(parts) < 2 or parts[0] not in (UPLOADS, ARTIFACTS) or not all(map(_stays_inside, parts[1:])):
+    if len(parts) < 2 or parts[0] not in AREAS or not all(map(_stays_inside, parts[1:])):
         raise ValueError(f"not a storage key: {key!r}")
     return key
 
@@ -146,7 +156,7 @@ class Storage(ABC):
 
     @abstractmethod
     def list_files(self, key: str = "") -> list[StoredFile]:
-        """Every file of the storage (uploads and artifacts, nothing else), or only those at `key`: the
+        """Every file of the storage (uploads, artifacts, samples, nothing else), or only those at `key`: the
         file itself or the files of the folder (`artifacts/1` does not include `artifacts/12`)."""
 
     @abstractmethod
@@ -165,6 +175,13 @@ class Storage(ABC):
             if PurePosixPath(stored.key).suffix == suffix:
                 return stored.key
         self._write_file(source, key)
+        return key
+
+    def put_calibration(self, source: Path, original_name: str) -> str:
+        """Store an int8 job's samples once per content and name. Returns their key."""
+        key = calibration_key(sha256_file(source), original_name)
+        if not self.exists(key):
+            self._write_file(source, key)
         return key
 
     def local_path(self, key: str, scratch: Path) -> Path:
@@ -242,7 +259,7 @@ class FolderStorage(Storage):
             pass
 
     def list_files(self, key: str = "") -> list[StoredFile]:
-        tops = [self.path(key)] if key else [self.root / UPLOADS, self.root / ARTIFACTS]
+        tops = [self.path(key)] if key else [self.root / area for area in AREAS]
         found = []
         for top in tops:
             paths = [top] if _is_regular_file(top) else [path for path, _ in _folder_files(top)]
@@ -332,7 +349,7 @@ class S3Storage(Storage):
 
     def list_files(self, key: str = "") -> list[StoredFile]:
         if not key:
-            return self._listed(UPLOADS + "/") + self._listed(ARTIFACTS + "/")
+            return [stored for area in AREAS for stored in self._listed(area + "/")]
         return [stored for stored in self._listed(checked_key(key)) if stored.key == key] + self._folder_objects(key)
 
     def _write_file(self, source: Path, key: str) -> None:

@@ -7,7 +7,8 @@ do), then applies the plan:
   job uses it (its model, or an artifact of it);
 - orphans: objects no live record points to, once the newest object of their group is older than the grace;
   `artifacts/<job_id>/` of an unfinished job is never touched (a worker may be writing there);
-- the disk cap: over CONVBOT_MAX_DISK_MB in all, live artifacts go first, least recently created, then uploads.
+- the disk cap: over CONVBOT_MAX_DISK_MB in all, live artifacts go first, least recently created, then uploads;
+- int8 samples (`calibration/...`): kept while an unfinished job needs them, removed once all their jobs finished.
 
 Safety rules, whatever the database says: a record's key is used only if `checked_key` accepts it (else the
 record is left alone, with a warning); a key that holds, or lies inside, a key still kept is never deleted;
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from converter.units import format_size
 from db.models import Artifact, UploadedModel, utcnow
-from jobs.cleanup import ORPHAN_GRACE, CleanupReport, Record, expiry, in_use, mark_deleted
+from jobs.cleanup import ORPHAN_GRACE, CleanupReport, Record, expiry, in_use, mark_deleted, samples_in_use
 from jobs.settings import Settings
 from jobs.storage import ARTIFACTS, Storage, StorageError, StoredFile, checked_key
 
@@ -240,8 +241,12 @@ def run_storage_cleanup(
         key for key in by_key if any(_under(key, folder) or _under(folder, key) for folder in working)
     }
 
+    needed_samples, used_samples = samples_in_use(session)
+    for key in sorted(used_samples):  # every job on them has finished: they go now
+        if key in cleaner.stored:
+            cleaner.add(key, cleaner.size(key))
     cleaner.plan_expired(by_key, untouchable)
     live = {key: records for key, records in by_key.items() if key not in cleaner.expired}
-    cleaner.plan_orphans(set(live) | working)
+    cleaner.plan_orphans(set(live) | working | needed_samples)
     cleaner.plan_disk_cap(live, untouchable)
     return cleaner.apply(dry_run)

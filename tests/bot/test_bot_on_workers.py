@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from bot.fake_api.driver import BotProcess, FakeApiThread, user
+from tests.bot.test_bot_int8 import ASKED, _samples_npz
 from tests.conversion_workers import Worker, process_alive, two_machines, wait_until
 from tests.converter.conftest import random_input, run_frozen_graph, run_tflite
 from tests.storage_fixtures import SeaweedS3, s3_variables
@@ -126,6 +127,22 @@ def test_a_model_converts_on_a_worker_and_the_file_sent_computes_like_the_source
     # Nothing went through a disk the bot and the workers share: the files are in the S3 storage only.
     assert not any((worker.folder / "data" / "models").exists() for worker in workers)
     assert not (deployment.root / "bot-data" / "models").exists()
+
+
+def test_int8_samples_reach_the_worker_through_the_storage(
+    workers: list[Worker], deployment: Deployment, keras_v3: Any
+) -> None:
+    deployment.start_bot()
+    fake, ada = deployment.fake, user(2)
+    since = fake.mark()
+    model = keras_v3.path.read_bytes()
+    fake.do(fake.api.user_sends_document, ada, model, "classifier.keras", caption="/convert tflite quant=int8")
+    fake.wait_for_text(2, ASKED, since=since, timeout=120)
+    fake.do(fake.api.user_sends_document, ada, _samples_npz(25), "samples.npz")
+    sent = _document(deployment, 2, since)
+    assert sent.document.file_name == "classifier.tflite" and "weights int8" in (sent.text or "")
+    assert "passed" in (sent.text or "")
+    assert not (deployment.root / "bot-data" / "calibration").exists()  # the worker read them from S3
 
 
 def test_cancel_stops_the_job_on_its_worker(

@@ -132,7 +132,12 @@ class World:
         self.session.flush()
         return model
 
-    def job(self, status: JobStatus = JobStatus.SUCCEEDED, model: UploadedModel | None = None) -> Job:
+    def job(
+        self,
+        status: JobStatus = JobStatus.SUCCEEDED,
+        model: UploadedModel | None = None,
+        calibration_key: str | None = None,
+    ) -> Job:
         if model is None:
             if self._model is None:
                 self._model = self.model("/nowhere/base.pb", timedelta(0))
@@ -145,6 +150,7 @@ class World:
             outputs=[],
             shapes={},
             cache_key="k",
+            calibration_key=calibration_key,
             status=status.value,
             created_at=self.now,
         )
@@ -424,6 +430,54 @@ def test_a_busy_model_is_kept_past_its_retention(session: Session, settings: Set
     world.job(JobStatus.RUNNING, model=model)
     assert run_cleanup(session, settings, now=now).removed == ()
     assert deleted(session, model) == [False]
+
+
+def samples_key(digit: str, name: str = "samples.zip") -> str:
+    """A key as the bot stores an int8 job's samples (jobs/storage.py: calibration_key)."""
+    return f"calibration/{digit * 2}/{digit * 64}/{name}"
+
+
+def test_int8_samples_go_with_their_job_and_never_outlive_the_model(
+    session: Session, settings: Settings, data_dir: Path, now: datetime
+) -> None:
+    world = World(session, now)
+    model = world.model(write(settings.models_dir / "ab" / "abab" / "m.pb"), OLD)
+    done = samples_key("1")
+    write(data_dir / done, 3000)
+    world.job(JobStatus.SUCCEEDED, model=model, calibration_key=done)
+    busy_model = world.model(write(settings.models_dir / "cd" / "cdcd" / "m.pb"), OLD)
+    needed = samples_key("2")
+    write(data_dir / needed, 3000)
+    world.job(JobStatus.QUEUED, model=busy_model, calibration_key=needed)
+    waiting = samples_key("3")  # stored by the bot, its job not submitted yet
+    make_fresh(write(data_dir / waiting, 3000), now)
+    forgotten = samples_key("4")  # stored, never submitted (the user sent /cancel)
+    write(data_dir / forgotten, 3000)
+
+    report = run_cleanup(session, settings, now=now)
+
+    assert not (data_dir / done).exists() and not Path(model.storage_path).exists()
+    assert (data_dir / needed).exists() and Path(busy_model.storage_path).exists()  # the queued job needs both
+    assert (data_dir / waiting).exists() and not (data_dir / forgotten).exists()
+    assert deleted(session, model, busy_model) == [True, False]
+    assert str(data_dir / done) in report.removed
+
+
+def test_int8_samples_go_as_soon_as_their_jobs_finish(
+    session: Session, settings: Settings, data_dir: Path, now: datetime
+) -> None:
+    world = World(session, now)
+    model = world.model(write(settings.models_dir / "ab" / "abab" / "m.pb"), YOUNG)
+    shared = samples_key("5")
+    make_fresh(write(data_dir / shared, 3000), now)
+    first = world.job(JobStatus.FAILED, model=model, calibration_key=shared)
+    second = world.job(JobStatus.RUNNING, model=model, calibration_key=shared)  # the same samples sent again
+
+    assert run_cleanup(session, settings, now=now).removed == ()  # one job on them still runs
+    second.status = JobStatus.SUCCEEDED.value
+    session.flush()
+    assert run_cleanup(session, settings, now=now).removed == (str(data_dir / shared),)
+    assert Path(model.storage_path).exists() and first.status == JobStatus.FAILED.value
 
 
 def test_symlinks_out_of_the_data_dir_are_removed_as_links_only(

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from converter.formats import Target
+from converter.formats import Quantization, Target
 from converter.options import ConversionOptions
 from db.models import Job, JobStatus
 from jobs.events import FailureReason
+from jobs.job_conversion import JobArguments
 from jobs.service import JobEvent
 
 TFLITE_ONLY = ConversionOptions(targets=(Target.TFLITE,))
@@ -215,3 +216,23 @@ def test_the_scheduler_tests_never_import_tensorflow() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "False"
+
+
+def test_an_int8_job_carries_its_samples_key_to_the_worker(scheduler: Any, upload: Any, tmp_path: Path) -> None:
+    jobs = scheduler(slots=1)
+    ann, model = upload(1, "ann.pb")
+    samples = tmp_path / "photos.zip"
+    samples.write_bytes(b"PK\x05\x06" + bytes(18))
+    key = jobs.service.catalog.store_samples(samples, "photos.zip")  # as the bot stores them
+    int8 = ConversionOptions(
+        targets=(Target.TFLITE,), tflite_quantization=Quantization.INT8, calibration=key, input_range="-1,1"
+    )
+    job_id = jobs.service.submit(ann, model, int8)
+    jobs.dispatch()
+
+    arguments = jobs.backend.arguments[job_id]
+    assert key.startswith("calibration/") and arguments.calibration_key == key  # a storage key, no local path
+    assert arguments.options.input_range == "-1,1"
+    assert arguments.options.max_calibration_mb == jobs.service.settings.max_calibration_mb
+    assert JobArguments.from_dict(arguments.to_dict()) == arguments  # as it travels to a remote worker
+    assert jobs.service.storage.exists(key)

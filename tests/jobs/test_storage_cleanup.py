@@ -83,6 +83,12 @@ class Stored:
         source.write_bytes(os.urandom(size))  # its own content hash, so its own key
         return self.storage.put_upload(source, name)
 
+    def samples(self, name: str = "samples.npz", size: int = 100) -> str:
+        """An int8 job's samples, as the bot stores them."""
+        source = self._fresh() / name
+        source.write_bytes(os.urandom(size))
+        return self.storage.put_calibration(source, name)
+
     def listed(self) -> set[str]:
         return {stored.key for stored in self.storage.list_files()}
 
@@ -174,6 +180,28 @@ def test_a_busy_jobs_model_and_artifacts_outlive_their_retention(
     assert report.removed == (idle.storage_path,)
     assert deleted(session, model, artifact, idle) == [False, False, True]
     assert storage.exists(model.storage_path) and storage.exists(artifact.path)
+
+
+def test_int8_samples_are_kept_for_their_unfinished_job_and_go_with_the_model(
+    session: Session, s3_settings: Any, storage: S3Storage, stored: Stored, now: datetime
+) -> None:
+    settings = s3_settings(retention_hours=24)  # the grace is then ORPHAN_GRACE, 10 minutes
+    world = World(session, now)
+    expired = timedelta(hours=25)
+    model = world.model(stored.upload(), expired)
+    done = stored.samples("done.zip")
+    world.job(JobStatus.SUCCEEDED, model=model, calibration_key=done)
+    busy_model = world.model(stored.upload("busy.pb"), expired)
+    needed = stored.samples("needed.npz")
+    world.job(JobStatus.QUEUED, model=busy_model, calibration_key=needed)
+    waiting = stored.samples("waiting.npz")  # stored by the bot, its job not yet submitted
+
+    report = run_storage_cleanup(session, settings, storage, now=now)
+
+    assert set(report.removed) == {done, model.storage_path}
+    assert stored.listed() == {busy_model.storage_path, needed, waiting}
+    later = run_storage_cleanup(session, settings, storage, now=now + timedelta(minutes=11))
+    assert later.removed == ("/".join(waiting.split("/")[:2]),)  # never submitted: an orphan after the grace
 
 
 def test_orphans_go_after_the_grace_and_not_before(
