@@ -211,19 +211,7 @@ class BotApiMethods:
         if document is None:
             raise ApiError.bad_request("there is no document in the request")
         stored = self._files.bot_file(document)
-        caption, entities = formatted_text(params, "caption", "caption_entities")
-        if len(caption) > MAX_CAPTION_LENGTH:
-            raise ApiError.bad_request("message caption is too long")
-        markup = reply_markup(params, chat)
-        message = self._chats.new_bot_message(chat, params)
-        message["document"] = document_dict(stored)
-        if caption:
-            message["caption"] = caption
-        if entities:
-            message["caption_entities"] = entities
-        if markup:
-            message["reply_markup"] = markup
-        chat.messages[message["message_id"]] = message
+        message, caption, markup = self._media_message(chat, params, "document", document_dict(stored))
         sent = SentDocument(stored.file_name or "document", stored.data, caption or None)
         return self._actions.record(
             "sendDocument",
@@ -236,6 +224,24 @@ class BotApiMethods:
             document=sent,
         )
 
+    def _media_message(self, chat: Chat, params: Params, kind: str, media: Any) -> tuple[JSONDict, str, Any]:
+        """A new bot message holding `media` under `kind` ("document", "photo"), with the request's caption and
+        keyboard, stored in the chat: (the message, its caption, its keyboard)."""
+        caption, entities = formatted_text(params, "caption", "caption_entities")
+        if len(caption) > MAX_CAPTION_LENGTH:
+            raise ApiError.bad_request("message caption is too long")
+        markup = reply_markup(params, chat)
+        message = self._chats.new_bot_message(chat, params)
+        message[kind] = media
+        if caption:
+            message["caption"] = caption
+        if entities:
+            message["caption_entities"] = entities
+        if markup:
+            message["reply_markup"] = markup
+        chat.messages[message["message_id"]] = message
+        return message, caption, markup
+
     async def _send_photo(self, params: Params) -> Any:
         """A photo: Telegram shows it in the chat (and would re-encode it as JPEG; the fake keeps the bytes sent)."""
         chat = self._chats.chat_for_sending(params)
@@ -246,20 +252,10 @@ class BotApiMethods:
         width, height = image_size(stored.data)
         if width + height > MAX_PHOTO_WIDTH_PLUS_HEIGHT:
             raise ApiError.bad_request("PHOTO_INVALID_DIMENSIONS")
-        caption, entities = formatted_text(params, "caption", "caption_entities")
-        if len(caption) > MAX_CAPTION_LENGTH:
-            raise ApiError.bad_request("message caption is too long")
-        markup = reply_markup(params, chat)
-        message = self._chats.new_bot_message(chat, params)
         size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.file_size}
-        message["photo"] = [{**size, "width": width, "height": height}]
-        if caption:
-            message["caption"] = caption
-        if entities:
-            message["caption_entities"] = entities
-        if markup:
-            message["reply_markup"] = markup
-        chat.messages[message["message_id"]] = message
+        message, caption, markup = self._media_message(
+            chat, params, "photo", [{**size, "width": width, "height": height}]
+        )
         return self._actions.record(
             "sendPhoto",
             params,

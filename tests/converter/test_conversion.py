@@ -253,9 +253,9 @@ def test_tfjs_graph_model_to_tflite_verified_against_tfjs(tmp_path: Path, tf: An
     assert got["Identity_2"].shape == (1, 1404)
 
 
-def test_variants_of_one_model_share_its_reference_outputs(multihead_graph, tmp_path: Path, monkeypatch) -> None:
-    """--compare-quant converts one model several times in one process: the source runs once for all of them, and
-    each variant is still checked against it."""
+@pytest.fixture
+def references_computed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The sources whose reference outputs were computed (not shared) in this test, one entry each time."""
     from converter import conversion
 
     computed: list[Path] = []
@@ -267,30 +267,27 @@ def test_variants_of_one_model_share_its_reference_outputs(multihead_graph, tmp_
 
     monkeypatch.setattr(conversion.Verification, "_compute_expected", counted)
     monkeypatch.setattr(conversion, "_SHARED_REFERENCE", {})  # whatever an earlier test left
+    return computed
+
+
+def test_variants_of_one_model_share_its_reference_outputs(
+    multihead_graph, tmp_path: Path, references_computed: list[Path]
+) -> None:
+    """--compare-quant converts one model several times in one process: the source runs once for all of them, and
+    each variant is still checked against it."""
     for quant in (Quantization.NONE, Quantization.FLOAT16, Quantization.DYNAMIC):
         options = ConversionOptions(targets=(Target.TFLITE,), tflite_quantization=quant)
         result = convert_in_process(multihead_graph.path, tmp_path / quant.value, options, tmp_path / f"w{quant.value}")
         (check,) = result.validation
         assert check.status == "passed" and check.quantization is quant
-    assert len(computed) == 1
+    assert len(references_computed) == 1
 
 
 def test_the_same_bytes_fetched_into_another_folder_share_the_reference(
-    multihead_graph, tmp_path: Path, monkeypatch
+    multihead_graph, tmp_path: Path, references_computed: list[Path]
 ) -> None:
     """A worker fetches each job's model from the storage into a folder of its own: the next job on the same
     upload reuses the reference outputs (keyed by content, not path); other bytes never do."""
-    from converter import conversion
-
-    computed: list[Path] = []
-    compute = conversion.Verification._compute_expected
-
-    def counted(self: Any) -> Any:
-        computed.append(self.source.path)
-        return compute(self)
-
-    monkeypatch.setattr(conversion.Verification, "_compute_expected", counted)
-    monkeypatch.setattr(conversion, "_SHARED_REFERENCE", {})
     options = ConversionOptions(targets=(Target.TFLITE,))
     copies = []
     for job in ("job-1", "job-2"):
@@ -301,7 +298,7 @@ def test_the_same_bytes_fetched_into_another_folder_share_the_reference(
     for copy in copies:
         result = convert_in_process(copy, copy.parent.parent / "out", options, copy.parent.parent / "work")
         assert result.validation[0].status == "passed"
-    assert len(computed) == 1
+    assert len(references_computed) == 1
 
     changed = tmp_path / "job-3" / "model" / multihead_graph.path.name
     changed.parent.mkdir(parents=True)
@@ -309,4 +306,4 @@ def test_the_same_bytes_fetched_into_another_folder_share_the_reference(
     graph.node.add(name="unused", op="NoOp")  # other bytes, the same outputs: computed again all the same
     changed.write_bytes(graph.SerializeToString())
     convert_in_process(changed, tmp_path / "job-3" / "out", options, tmp_path / "job-3" / "work")
-    assert len(computed) == 2
+    assert len(references_computed) == 2
