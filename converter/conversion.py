@@ -179,6 +179,42 @@ def artifact_stem(original: Path) -> str:
     return name or "model"
 
 
+def convert_variants_in_process(
+    model_path: Path,
+    out_dir: Path,
+    variants: Sequence[tuple[ConversionOptions, str | None]],
+    work_dir: Path,
+    limits: ArchiveLimits = ArchiveLimits(),
+    progress: ProgressCallback | None = None,
+    on_artifact: ArtifactCallback | None = None,
+) -> list[ConversionResult]:
+    """Quantization variants of one model (options, artifact stem), one after another in this process (the
+    reference outputs computed once). A variant after the first that makes no file at all (int8 of a model with
+    an op that has no integer kernel) is a result whose checks say why, beside the others; the first variant's
+    failure, or a bad option, is the model's and is raised."""
+    results: list[ConversionResult] = []
+    for index, (options, stem) in enumerate(variants):
+        variant_dir = work_dir / f"variant{index}"
+        try:
+            results.append(
+                convert_in_process(model_path, out_dir, options, variant_dir, limits, stem, progress, on_artifact)
+            )
+        except ConversionError as error:
+            if not results:
+                raise
+            results.append(_variant_not_made(results[0], options, error))
+    return results
+
+
+def _variant_not_made(first: ConversionResult, options: ConversionOptions, error: ConversionError) -> ConversionResult:
+    checks = tuple(
+        ArtifactCheck(target, quant, ERROR, error.message, TOLERANCES[quant])
+        for target in options.targets
+        for quant in [options.quantization_of(target)]
+    )
+    return replace(first, artifacts=(), validation=checks, timings={}, warnings=(), graph_check=(), log=error.log)
+
+
 def convert_in_process(
     model_path: Path,
     out_dir: Path,

@@ -25,16 +25,14 @@ from converter.result import ConversionResult
 __all__ = ["convert", "convert_variants", "how_it_died", "run_test_hook"]  # the last two moved to child_process
 
 
-def _child(conn: Connection, log_path: str, jobs: list[tuple[Any, ...]]) -> None:
+def _child(conn: Connection, log_path: str, job: tuple[Any, ...]) -> None:
     prepare_child(log_path)
-    from converter.conversion import convert_in_process
+    from converter.conversion import convert_variants_in_process
 
     try:
-        results = []
-        for args in jobs:
-            run_test_hook(args[0])
-            results.append(convert_in_process(*args))
-        conn.send(("ok", results))
+        model_path, out_dir, work_dir, limits, variants = job
+        run_test_hook(model_path)
+        conn.send(("ok", convert_variants_in_process(model_path, out_dir, variants, work_dir, limits)))
     except Exception as error:
         conn.send(("error", encode_error(error)))
     finally:
@@ -71,12 +69,9 @@ def convert_variants(
     process, so TensorFlow is imported once; `timeout` covers them all."""
     with tempfile.TemporaryDirectory(prefix="convbot-convert-", dir=work_dir) as tmp:
         log_path = Path(tmp) / "converter.log"
-        jobs = [
-            (Path(model_path), Path(out_dir), options, Path(tmp) / f"work{index}", limits, stem)
-            for index, (options, stem) in enumerate(variants)
-        ]
+        job = (Path(model_path), Path(out_dir), Path(tmp), limits, variants)
         receiver, sender = CONTEXT.Pipe(duplex=False)
-        process = CONTEXT.Process(target=_child, args=(sender, str(log_path), jobs), daemon=True)
+        process = CONTEXT.Process(target=_child, args=(sender, str(log_path), job), daemon=True)
         process.start()
         sender.close()
         message = None

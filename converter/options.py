@@ -82,6 +82,12 @@ class ConversionOptions:
                 f"quant={self.quant_search} tries every quantization and verifies each; give no other"
             )
 
+    def quantization_of(self, target: Target) -> Quantization:
+        """What `target`'s file is quantized as (pb and savedmodel stay float32)."""
+        if target is Target.TFLITE:
+            return self.tflite_quantization
+        return self.tfjs_quantization if target in TFJS_TARGETS else Quantization.NONE
+
     @property
     def shape_map(self) -> dict[str, tuple[int, ...]]:
         return dict(self.shapes)

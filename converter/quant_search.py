@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from converter.archive import ArchiveLimits
-from converter.conversion import ArtifactCallback, ProgressCallback, convert_in_process
+from converter.conversion import ArtifactCallback, ProgressCallback, convert_variants_in_process
 from converter.options import ConversionOptions, quantization_variants
 from converter.quant_choice import AUTO, QuantChoice, choose_smallest_passing, remove_unchosen, tried_variants
 from converter.quant_plot import write_size_error_plot
@@ -39,10 +39,9 @@ def convert_searching_quantization(
     `<stem>_quantization.png`; `quant_search` of the result holds the choices, with their reasons, and the chart."""
     mode = options.quant_search
     early = on_artifact if mode == COMPARE else None
-    results = [
-        convert_in_process(model_path, out_dir, variant, work_dir / name, limits, f"{stem}_{name}", progress, early)
-        for name, variant in quantization_variants(replace(options, quant_search=""))
-    ]
+    named = quantization_variants(replace(options, quant_search=""))
+    variants: list[tuple[ConversionOptions, str | None]] = [(variant, f"{stem}_{name}") for name, variant in named]
+    results = convert_variants_in_process(model_path, out_dir, variants, work_dir, limits, progress, early)
     choices = choose_smallest_passing(tried_variants(results))
     if mode == AUTO:
         remove_unchosen(choices)

@@ -10,7 +10,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,45 @@ from converter.tfjs_signature import key_tfjs_signature, signature_tensor_names
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 
-def _quantization_map(
-    quantization: Quantization, float16_weights: Sequence[str] = ()
-) -> dict[str, str | bool | list[str]] | None:
+QuantizationMap = dict[str, str | bool | list[str]] | None
+
+
+def _quantization_map(quantization: Quantization, float16_weights: Sequence[str] = ()) -> QuantizationMap:
     if quantization is Quantization.NONE:
         return None
-    if quantization is Quantization.UINT8_MIXED:
+    stored = Quantization.UINT8 if quantization is Quantization.UINT8_MIXED else quantization
+    if float16_weights:
         # tensorflowjs's map: a dtype given True takes every weight no pattern names (its fallthrough).
-        return {Quantization.UINT8.value: True, Quantization.FLOAT16.value: [_literal(n) for n in float16_weights]}
-    return {quantization.value: "*"}
+        return {stored.value: True, Quantization.FLOAT16.value: [_literal(n) for n in float16_weights]}
+    return {stored.value: "*"}
+
+
+def _written_with_finite_ranges(
+    write: Callable[[QuantizationMap], None], quantization: Quantization, out_dir: Path, float16_weights: Sequence[str]
+) -> str:
+    """Write the model with `write`; a weight holding -inf, inf or NaN (an NMS score threshold of -inf) stored
+    as uint8/uint16 gets a range that is not a number, which tensorflowjs writes into model.json as -Infinity,
+    which TF.js's JSON reader refuses: the model does not load. Such weights are written again in float16, which
+    holds them."""
+    log = _run_tfjs(lambda: write(_quantization_map(quantization, float16_weights)))
+    unbounded = _weights_quantized_without_a_range(out_dir)
+    if not unbounded:
+        return log
+    for path in out_dir.iterdir():
+        path.unlink()
+    kept = [*float16_weights, *unbounded]
+    log += f"\nconvbot: kept in float16, as uint8/uint16 cannot hold their infinite or NaN values: {unbounded}\n"
+    return log + _run_tfjs(lambda: write(_quantization_map(quantization, kept)))
+
+
+def _weights_quantized_without_a_range(model_dir: Path) -> list[str]:
+    manifest = json.loads((model_dir / fmt.TFJS_MODEL_JSON).read_text(encoding="utf-8"))  # reads -Infinity too
+    return [
+        str(weight["name"])
+        for group in manifest.get("weightsManifest", [])
+        for weight in group.get("weights", [])
+        if any(not math.isfinite(float(weight.get("quantization", {}).get(field, 0.0))) for field in ("min", "scale"))
+    ]
 
 
 def _literal(name: str) -> str:
@@ -68,12 +98,10 @@ def tfjs_from_frozen_graph(
     weights a uint8-mixed model keeps in float16."""
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
 
-    dtype_map = _quantization_map(quantization, float16_weights)
-    return _run_tfjs(
-        lambda: tfjs.convert_tf_frozen_model(
-            str(graph_path), ",".join(outputs), str(out_dir), quantization_dtype_map=dtype_map
-        )
-    )
+    def write(dtype_map: QuantizationMap) -> None:
+        tfjs.convert_tf_frozen_model(str(graph_path), ",".join(outputs), str(out_dir), quantization_dtype_map=dtype_map)
+
+    return _written_with_finite_ranges(write, quantization, out_dir, float16_weights)
 
 
 def tfjs_from_saved_model(
@@ -87,15 +115,16 @@ def tfjs_from_saved_model(
     order of `output_keys`; `float16_weights` are the weights a uint8-mixed model keeps in float16."""
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs
 
-    log = _run_tfjs(
-        lambda: tfjs.convert_tf_saved_model(
+    def write(dtype_map: QuantizationMap) -> None:
+        tfjs.convert_tf_saved_model(
             str(saved_model_dir),
             str(out_dir),
             signature_def=fmt.SERVING_SIGNATURE,
             saved_model_tags=fmt.SERVING_TAG,
-            quantization_dtype_map=_quantization_map(quantization, float16_weights),
+            quantization_dtype_map=dtype_map,
         )
-    )
+
+    log = _written_with_finite_ranges(write, quantization, out_dir, float16_weights)
     # tensorflowjs keys the signature by matching shapes, which fails for outputs alike.
     inputs, outputs = signature_tensor_names(saved_model_dir, fmt.SERVING_SIGNATURE)
     key_tfjs_signature(out_dir, inputs, outputs, output_keys)

@@ -213,3 +213,27 @@ def test_auto_with_samples_tries_a_full_integer_tflite_too(tmp_path: Path) -> No
     kept = choice["kept"]
     assert kept["size"] == min(v["size"] for v in tried.values() if v["status"] == "passed")
     assert [path.name for path in out.iterdir()] == [Path(kept["path"]).name]
+
+
+def test_a_variant_that_cannot_be_made_is_an_error_in_the_table_not_the_end_of_auto(tmp_path: Path) -> None:
+    """A detector whose NMS has no integer kernel: int8 is refused by name in its row, and auto still chooses
+    among the variants that were made (before, the refusal ended the whole run)."""
+    from bench.model_factory import write_ssd
+
+    model = write_ssd(tmp_path / "ssd.pb")
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, image=np.random.default_rng(6).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    done = convbot(
+        "convert", str(model), "--to", "tflite", "--quant", "auto", "--calibration", str(samples), "-o", str(out),
+        "--json",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    (choice,) = json.loads(done.stdout)["choices"]
+    tried = {variant["quantization"]: variant for variant in choice["tried"]}
+    assert tried["int8"]["status"] == "error" and tried["int8"]["path"] == ""
+    assert "no integer kernel for" in tried["int8"]["message"] and "NON_MAX_SUPPRESSION_V5" in tried["int8"]["message"]
+    assert {tried[name]["status"] for name in ("none", "float16", "dynamic")} == {"passed"}
+    assert choice["kept"]["status"] == "passed"
+    assert [path.name for path in out.iterdir()] == [Path(choice["kept"]["path"]).name]

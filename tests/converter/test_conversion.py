@@ -307,3 +307,23 @@ def test_the_same_bytes_fetched_into_another_folder_share_the_reference(
     changed.write_bytes(graph.SerializeToString())
     convert_in_process(changed, tmp_path / "job-3" / "out", options, tmp_path / "job-3" / "work")
     assert len(references_computed) == 2
+
+
+@pytest.mark.parametrize("quantization", [Quantization.UINT8, Quantization.UINT16])
+def test_tfjs_uint8_of_a_detector_with_an_infinite_threshold_loads_and_passes(
+    quantization: Quantization, tmp_path: Path
+) -> None:
+    """An NMS score threshold of -inf, quantized to 8 or 16 bits, gets a range of -Infinity, which TF.js's JSON
+    reader refuses (the model did not load: "No number after minus sign in JSON"): such a weight stays float16."""
+    model = model_factory.write_ssd(tmp_path / "ssd.pb")
+    options = ConversionOptions(targets=(Target.TFJS,), tfjs_quantization=quantization)
+    result = convert_in_process(model, tmp_path / "out", options, tmp_path / "work")
+
+    (check,) = result.validation
+    assert check.status == "passed", check.message
+    (artifact,) = result.artifacts
+    manifest = json.loads((Path(artifact.path) / "model.json").read_text())
+    weights = [weight for group in manifest["weightsManifest"] for weight in group["weights"]]
+    stored = {weight["name"]: weight.get("quantization", {}).get("dtype") for weight in weights}
+    assert stored["non_max_suppression_with_scores/score_threshold"] == "float16"
+    assert quantization.value in stored.values()  # the other weights are still quantized as asked
