@@ -154,6 +154,9 @@ def try_int8_mixed(
         kept = layers[:count]
         artifact = _write(mixed_path, _attempt(debugger, kept, failed.quantization), mixed)
         verdict = replace(check(artifact), float_layers=tuple(layer.name for layer in kept))
+        if verdict.status == PASSED and count == len(layers):  # no layer left in int8: not an int8 model at all
+            mixed_path.unlink(missing_ok=True)
+            return MixedOutcome(None, None, _passes_only_in_float(layers, failed.quantization))
         if verdict.status == PASSED:
             return MixedOutcome(artifact, verdict, _passes(layers, verdict, artifact, failed))
         mixed_path.unlink(missing_ok=True)
@@ -190,6 +193,14 @@ def _passes(layers: Sequence[LayerError], verdict: ArtifactCheck, mixed: Artifac
         f"{worst_error(verdict):.1e} of scale ({format_size(mixed.size)} against {format_size(failed.size)}): "
         f"{mixed.quantization.value}{edges}; {those} float32, so the file runs on a phone's CPU but not entirely on "
         "an Edge TPU or a microcontroller"
+    )
+
+
+def _passes_only_in_float(layers: Sequence[LayerError], quantization: Quantization) -> str:
+    every = "its only quantized layer" if len(layers) == 1 else f"all {len(layers)} of its quantized layers"
+    return (
+        f"{_worst_named(layers)}; {quantization.value} passes only with {every} in float, which leaves nothing in "
+        "int8: use quant=dynamic or float16"
     )
 
 

@@ -76,6 +76,9 @@ def try_uint8_mixed(
     for count in exemption_counts(len(names)):
         artifact = make(names[:count])
         verdict = replace(check(artifact), float_weights=tuple(names[:count]))
+        if verdict.status == PASSED and count == len(names):  # every quantized weight in float16: float16's model
+            _remove(Path(artifact.path))
+            return MixedOutcome(None, None, _passes_only_as_float16(names))
         if verdict.status == PASSED:
             return MixedOutcome(artifact, verdict, _passes(names[:count], verdict, artifact, failed))
         _remove(Path(artifact.path))
@@ -93,6 +96,14 @@ def _passes(kept: Sequence[str], verdict: ArtifactCheck, mixed: Artifact, failed
         f"the weights it rounds worst are {listed(kept)}; uint8 with {those} in float16 passes at "
         f"{worst_error(verdict):.1e} of scale ({format_size(mixed.size)} against {format_size(failed.size)}): "
         f"{Quantization.UINT8_MIXED.value}"
+    )
+
+
+def _passes_only_as_float16(names: Sequence[str]) -> str:
+    every = "its only quantized weight" if len(names) == 1 else f"all {len(names)} of its quantized weights"
+    return (
+        f"the weights it rounds worst are {listed(names)}; it passes only with {every} in float16, which is the "
+        "float16 model: use quant=float16"
     )
 
 

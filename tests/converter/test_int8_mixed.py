@@ -152,3 +152,16 @@ def test_quant_auto_counts_int8_mixed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "tflite: int8-mixed (" in done.stdout and ": the smallest that passes; " in done.stdout, done.stdout
     assert [path.name for path in out.iterdir()] == ["wide_int8_mixed.tflite"]
+
+
+def test_int8_that_passes_only_with_every_layer_in_float_is_not_offered_as_mixed(tmp_path: Path) -> None:
+    """The difference model's one layer in float, with float inputs and outputs, is a float model: no int8 left,
+    so no int8-mixed file; the advice says to use dynamic or float16."""
+    model = write_difference_model(tmp_path / "difference.keras")
+    result = _convert(model, _nearly_equal_pairs(tmp_path / "pairs.npz"), Quantization.INT8, tmp_path)
+
+    (check,) = result.validation
+    assert check.quantization is Quantization.INT8 and check.status == FAILED
+    assert "int8 passes only with its only quantized layer in float, which leaves nothing in int8" in check.advice
+    assert [artifact.quantization for artifact in result.artifacts] == [Quantization.INT8]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["difference.tflite"]

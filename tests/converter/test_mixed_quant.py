@@ -37,6 +37,36 @@ def write_wide_then_plain_graph(path: Path) -> Path:
     return path
 
 
+def _cancelling(rows: int, columns: int, seed: int) -> np.ndarray:
+    """rows 0 and rows/2 are +1000 and -1000 (they cancel on concat(v, v)), the rest in [0, 1): 8 bits round
+    the small ones away, float16 keeps them."""
+    w = np.zeros((rows, columns), np.float32)
+    w[1 : rows // 2] = np.random.RandomState(seed).uniform(0, 1, (rows // 2 - 1, columns))
+    w[0], w[rows // 2] = 1000, -1000
+    return w
+
+
+def write_two_wide_weights_graph(path: Path) -> Path:
+    """y = concat(h, h) @ w2 with h = concat(x, x) @ w1, both weights cancelling pairs of 1000s: uint8 fails with
+    either one in float16, passes with both, which is the float16 model."""
+    graph = GraphDef()
+    _concat_twice(graph, "xx", _input_x(graph))
+    _concat_twice(graph, "hh", _matmul(graph, "h", "xx", _const(graph, "w1", _cancelling(128, 32, 3))))
+    _matmul(graph, "y", "hh", _const(graph, "w2", _cancelling(64, 16, 4)))
+    path.write_bytes(graph.SerializeToString())
+    return path
+
+
+def _concat_twice(graph: GraphDef, name: str, value: str) -> str:
+    concat = graph.node.add(
+        name=name, op="ConcatV2", input=[value, value, _const(graph, f"{name}_axis", np.array(1, np.int32))]
+    )
+    concat.attr["N"].i = 2
+    concat.attr["T"].type = FLOAT
+    concat.attr["Tidx"].type = INT32
+    return name
+
+
 def _convert_tfjs(model: Path, quantization: Quantization, tmp_path: Path) -> ConversionResult:
     options = ConversionOptions(targets=(Target.TFJS,), tfjs_quantization=quantization)
     out = tmp_path / f"out_{quantization.value}"
@@ -131,3 +161,16 @@ def test_a_keras_source_gets_its_uint8_mixed_model_too(tmp_path: Path) -> None:
     artifacts = {artifact.quantization: artifact for artifact in result.artifacts}
     stored = _stored_dtypes(Path(artifacts[Quantization.UINT8_MIXED].path))
     assert stored[kept] == "float16" and [dtype for name, dtype in stored.items() if name != kept] == ["uint8"]
+
+
+def test_a_uint8_that_passes_only_with_every_weight_in_float16_is_not_offered_as_mixed(tmp_path: Path) -> None:
+    """With all its quantized weights in float16 a uint8-mixed model is the float16 model: said, not delivered
+    under another name (it was, and quant=auto circled it beside float16)."""
+    model = write_two_wide_weights_graph(tmp_path / "two_wide.pb")
+    result = _convert_tfjs(model, Quantization.UINT8, tmp_path)
+
+    (uint8,) = result.validation
+    assert uint8.status == "failed"
+    assert "it passes only with all 2 of its quantized weights in float16, which is the float16 model" in uint8.advice
+    assert [artifact.quantization for artifact in result.artifacts] == [Quantization.UINT8]
+    assert sorted(path.name for path in (tmp_path / "out_uint8").iterdir()) == ["two_wide_tfjs"]
