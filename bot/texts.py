@@ -205,8 +205,7 @@ EN = Texts(
     ),
     quant_chart="Size against error of each quantization (dashed: the tolerances; circled: the smallest file that "
     "passes).\n{reasons}",
-    advice_quantized="Weights stored as {quant} move this model's outputs that much: keep float32, or try another "
-    "quantization (quant=none, float16, uint16).",
+    advice_quantized="Stored as {quant}, this model's outputs move that much: keep float32, or try quant={others}.",
     advice_float32="Its runtime computes differently from TensorFlow for this model; the report says where.",
     culprit=" Where: {culprit}.",
     withheld="Not sent: {target} ({reason}).",
@@ -332,9 +331,7 @@ ZH = Texts(
         "⚠ 此文件的计算结果与您的模型不一致：输出最多偏离其范围的 {percent}（允许：{allowed}）。{advice}{culprit}\n"
     ),
     quant_chart="各量化方式的大小与误差（虚线：容差；圆圈：通过核对的最小文件）。\n{reasons}",
-    advice_quantized=(
-        "以 {quant} 存储权重使该模型的输出偏离这么多：请保留 float32，或尝试其他量化（quant=none、float16、uint16）。"
-    ),
+    advice_quantized="以 {quant} 存储使该模型的输出偏离这么多：请保留 float32，或尝试 quant={others}。",
     advice_float32="对该模型，其运行时的计算与 TensorFlow 不同；报告中写明了位置。",
     culprit="位置：{culprit}。",
     withheld="未发送：{target}（{reason}）。",

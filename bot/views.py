@@ -241,10 +241,23 @@ def _cut_at_clause(text: str, limit: int) -> str:
     return cut if len(cut) <= limit else text[: limit - 1] + "…"
 
 
+# What else to try when a quantized file fails its check, per target (auto: the smallest that passes).
+OTHER_QUANTIZATIONS = {"tflite": ("float16", "dynamic", "auto"), "tfjs": ("float16", "uint16", "auto")}
+
+
+def _others(check: dict[str, Any]) -> str:
+    """'float16|dynamic|auto' for a failed TFLite int8: this target's quantizations, not the one that failed."""
+    others = OTHER_QUANTIZATIONS.get(check["target"], ("float16", "auto"))
+    return "|".join(quant for quant in others if quant != check["quantization"])
+
+
 def mismatch_text(texts: Texts, check: dict[str, Any]) -> str:
     worst = max(check["outputs"], key=lambda o: o["max_rel_error"])
     quant = check["quantization"]
-    advice = texts.advice_float32 if quant == "none" else texts.advice_quantized.format(quant=quant)
+    if quant == "none":
+        advice = texts.advice_float32
+    else:
+        advice = texts.advice_quantized.format(quant=quant, others=_others(check))
     culprit = texts.culprit.format(culprit=check["culprit"]) if check.get("culprit") else ""
     return texts.caption_mismatch.format(
         percent=_percent(worst["max_rel_error"]), allowed=_percent(check["tolerance"]), advice=advice, culprit=culprit
