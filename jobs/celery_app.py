@@ -30,7 +30,7 @@ import redis
 from celery import Celery
 from celery.signals import worker_process_init
 
-from converter.child_process import encode_error, prepare_child
+from converter.child_process import encode_error, freeze_imported_objects, prepare_child
 from converter.result import artifact_to_dict, check_to_dict
 from jobs.job_conversion import JobArguments, run_job
 from jobs.settings import Settings, SettingsError
@@ -200,6 +200,7 @@ def prepare_worker_processes(settings: Settings) -> None:
         from converter.conversion import tool_versions
 
         tool_versions()
+        freeze_imported_objects()
         # The storage's client is made here, in the process that uses it: an S3 client must not cross a fork.
         _warm = _WarmProcess(
             check_broker(settings.broker_url),

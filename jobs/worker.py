@@ -11,7 +11,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from converter.child_process import encode_error, prepare_child
+from converter.child_process import encode_error, freeze_imported_objects, prepare_child
 from jobs.settings import Settings
 from jobs.storage import storage_from_settings
 
@@ -44,6 +44,7 @@ def worker_main(conn: Connection, log_path: str, settings: Settings) -> None:
     from jobs.job_conversion import run_job
 
     tool_versions()  # imports TensorFlow, Keras and tensorflowjs now, not in the first job
+    freeze_imported_objects()
     storage = storage_from_settings(settings)  # made here: an S3 client must not cross a process boundary
     conn.send(("ready", os.getpid()))
     while True:
