@@ -8,16 +8,15 @@ source graph), so it needs a graph source. Runs in the conversion process: it im
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from converter import formats as fmt
 from converter.culprit import SourceGraph, worst_weights
 from converter.formats import Quantization, Target
 from converter.result import ERROR, PASSED, Artifact, ArtifactCheck
+from converter.tfjs_export import manifest_weights
 from converter.units import format_size
 
 NAMES_SHOWN = 4  # in a sentence; the check's float_weights holds them all
@@ -55,13 +54,7 @@ def weights_to_exempt(graph: SourceGraph, model_dir: Path) -> list[str]:
 
 def quantized_weight_names(model_dir: Path) -> set[str]:
     """The weights a TF.js model's manifest stores quantized."""
-    manifest = json.loads((model_dir / fmt.TFJS_MODEL_JSON).read_text(encoding="utf-8"))
-    return {
-        str(weight["name"])
-        for group in manifest.get("weightsManifest", [])
-        for weight in group.get("weights", [])
-        if "quantization" in weight
-    }
+    return {str(weight["name"]) for weight in manifest_weights(model_dir) if "quantization" in weight}
 
 
 def try_uint8_mixed(

@@ -61,13 +61,18 @@ def _written_with_finite_ranges(
 
 
 def _weights_quantized_without_a_range(model_dir: Path) -> list[str]:
-    manifest = json.loads((model_dir / fmt.TFJS_MODEL_JSON).read_text(encoding="utf-8"))  # reads -Infinity too
     return [
         str(weight["name"])
-        for group in manifest.get("weightsManifest", [])
-        for weight in group.get("weights", [])
+        for weight in manifest_weights(model_dir)
         if any(not math.isfinite(float(weight.get("quantization", {}).get(field, 0.0))) for field in ("min", "scale"))
     ]
+
+
+def manifest_weights(model_dir: Path) -> list[dict[str, Any]]:
+    """Every weight entry of a TF.js model's manifest (name, shape, dtype, quantization), as written; Python's
+    JSON reader takes the -Infinity and NaN that TF.js's refuses."""
+    manifest = json.loads((model_dir / fmt.TFJS_MODEL_JSON).read_text(encoding="utf-8"))
+    return [weight for group in manifest.get("weightsManifest", []) for weight in group.get("weights", [])]
 
 
 def _literal(name: str) -> str:
@@ -142,9 +147,11 @@ def tfjs_layers_from_keras(
         if model_format is ModelFormat.KERAS_H5
         else tfjs.dispatch_keras_keras_to_tfjs_layers_model_conversion
     )
-    return _run_tfjs(
-        lambda: dispatch(str(model_path), str(out_dir), quantization_dtype_map=_quantization_map(quantization))
-    )
+
+    def write(dtype_map: QuantizationMap) -> None:
+        dispatch(str(model_path), str(out_dir), quantization_dtype_map=dtype_map)
+
+    return _written_with_finite_ranges(write, quantization, out_dir, ())
 
 
 def check_tfjs_files(model_dir: Path) -> list[str]:
