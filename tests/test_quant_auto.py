@@ -45,20 +45,29 @@ def _input_x(graph: GraphDef) -> str:
     return "x"
 
 
-def write_one_wide_weight_graph(path: Path) -> Path:
-    """y = concat(x, x) @ w, where w's rows 0 and 64 are +1000 and -1000 (they cancel: x0 meets both) and the
-    rest are in [0, 1). float16 and uint16 keep the small weights; 8-bit weights, whose step the 1000s set
-    (about 8), round them all away: TFLite dynamic and TF.js uint8 fail, though they are the smallest files."""
-    w = np.zeros((128, 32), np.float32)
-    w[1:64] = np.random.RandomState(3).uniform(0, 1, (63, 32))
-    w[0], w[64] = 1000, -1000
-    graph = GraphDef()
-    x = _input_x(graph)
-    concat = graph.node.add(name="xx", op="ConcatV2", input=[x, x, _const(graph, "axis", np.array(1, np.int32))])
+def cancelling_weights(rows: int = 128, columns: int = 32, seed: int = 3) -> np.ndarray:
+    """Rows 0 and rows/2 are +1000 and -1000 (they cancel on concat(v, v): v0 meets both), the rest in [0, 1).
+    float16 and uint16 keep the small weights; 8-bit weights, whose step the 1000s set (about 8), round them away."""
+    w = np.zeros((rows, columns), np.float32)
+    w[1 : rows // 2] = np.random.RandomState(seed).uniform(0, 1, (rows // 2 - 1, columns))
+    w[0], w[rows // 2] = 1000, -1000
+    return w
+
+
+def concat_twice(graph: GraphDef, name: str, value: str, axis: str = "axis") -> str:
+    """concat(value, value) on the last axis, as node `name` (its axis a Const named `axis`)."""
+    concat = graph.node.add(name=name, op="ConcatV2", input=[value, value, _const(graph, axis, np.array(1, np.int32))])
     concat.attr["N"].i = 2
     concat.attr["T"].type = FLOAT
     concat.attr["Tidx"].type = INT32
-    _matmul(graph, "y", "xx", _const(graph, "w", w))
+    return name
+
+
+def write_one_wide_weight_graph(path: Path) -> Path:
+    """y = concat(x, x) @ w, w the cancelling weights: TFLite dynamic and TF.js uint8 fail, though they are the
+    smallest files."""
+    graph = GraphDef()
+    _matmul(graph, "y", concat_twice(graph, "xx", _input_x(graph)), _const(graph, "w", cancelling_weights()))
     path.write_bytes(graph.SerializeToString())
     return path
 

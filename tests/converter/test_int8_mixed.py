@@ -15,6 +15,7 @@ from converter.result import FAILED, PASSED, ConversionResult
 from tests.converter.conftest import run_tflite
 from tests.converter.test_mixed_quant import write_wide_then_plain_graph
 from tests.test_cli import convbot
+from tests.test_quant_auto import cancelling_weights
 
 INT8_TOLERANCE = 1e-1  # converter/verify.py TOLERANCES for int8, int8-io and their mixed variants
 SAMPLES = 20
@@ -32,11 +33,8 @@ def write_cancelling_dense_model(path: Path) -> Path:
     hidden = keras.layers.Dense(32, name="wide")(both)
     y = keras.layers.Dense(16, name="plain")(hidden)
     model = keras.Model(x, y)
-    wide = np.zeros((128, 32), np.float32)
-    wide[1:64] = np.random.RandomState(3).uniform(0, 1, (63, 32))
-    wide[0], wide[64] = 1000, -1000
     plain = np.random.RandomState(4).uniform(-1, 1, (32, 16)).astype(np.float32)
-    model.get_layer("wide").set_weights([wide, np.zeros(32, np.float32)])
+    model.get_layer("wide").set_weights([cancelling_weights(), np.zeros(32, np.float32)])
     model.get_layer("plain").set_weights([plain, np.zeros(16, np.float32)])
     model.save(path)
     return path

@@ -14,57 +14,37 @@ from converter.options import ConversionOptions
 from converter.protos import GraphDef
 from converter.result import ConversionResult
 from tests.test_cli import convbot
-from tests.test_quant_auto import FLOAT, INT32, _const, _input_x, _matmul, write_wide_cancelling_weights_graph
+from tests.test_quant_auto import (
+    _const,
+    _input_x,
+    _matmul,
+    cancelling_weights,
+    concat_twice,
+    write_wide_cancelling_weights_graph,
+)
 
 
 def write_wide_then_plain_graph(path: Path) -> Path:
     """y = (concat(x, x) @ w) @ v: w is write_one_wide_weight_graph's (rows of +1000 and -1000 that cancel, the rest
     in [0, 1): 8-bit weights round the small ones away), v is a plain (32, 512) weight that uint8 keeps well and
     that is most of the file, so uint8 with w alone in float16 is far smaller than float16."""
-    w = np.zeros((128, 32), np.float32)
-    w[1:64] = np.random.RandomState(3).uniform(0, 1, (63, 32))
-    w[0], w[64] = 1000, -1000
     v = np.random.RandomState(4).uniform(-1, 1, (32, 512)).astype(np.float32)
     graph = GraphDef()
-    x = _input_x(graph)
-    concat = graph.node.add(name="xx", op="ConcatV2", input=[x, x, _const(graph, "axis", np.array(1, np.int32))])
-    concat.attr["N"].i = 2
-    concat.attr["T"].type = FLOAT
-    concat.attr["Tidx"].type = INT32
-    hidden = _matmul(graph, "h", "xx", _const(graph, "w", w))
+    hidden = _matmul(graph, "h", concat_twice(graph, "xx", _input_x(graph)), _const(graph, "w", cancelling_weights()))
     _matmul(graph, "y", hidden, _const(graph, "v", v))
     path.write_bytes(graph.SerializeToString())
     return path
-
-
-def _cancelling(rows: int, columns: int, seed: int) -> np.ndarray:
-    """rows 0 and rows/2 are +1000 and -1000 (they cancel on concat(v, v)), the rest in [0, 1): 8 bits round
-    the small ones away, float16 keeps them."""
-    w = np.zeros((rows, columns), np.float32)
-    w[1 : rows // 2] = np.random.RandomState(seed).uniform(0, 1, (rows // 2 - 1, columns))
-    w[0], w[rows // 2] = 1000, -1000
-    return w
 
 
 def write_two_wide_weights_graph(path: Path) -> Path:
     """y = concat(h, h) @ w2 with h = concat(x, x) @ w1, both weights cancelling pairs of 1000s: uint8 fails with
     either one in float16, passes with both, which is the float16 model."""
     graph = GraphDef()
-    _concat_twice(graph, "xx", _input_x(graph))
-    _concat_twice(graph, "hh", _matmul(graph, "h", "xx", _const(graph, "w1", _cancelling(128, 32, 3))))
-    _matmul(graph, "y", "hh", _const(graph, "w2", _cancelling(64, 16, 4)))
+    w1, w2 = _const(graph, "w1", cancelling_weights()), _const(graph, "w2", cancelling_weights(64, 16, 4))
+    hidden = _matmul(graph, "h", concat_twice(graph, "xx", _input_x(graph)), w1)
+    _matmul(graph, "y", concat_twice(graph, "hh", hidden, axis="hh_axis"), w2)
     path.write_bytes(graph.SerializeToString())
     return path
-
-
-def _concat_twice(graph: GraphDef, name: str, value: str) -> str:
-    concat = graph.node.add(
-        name=name, op="ConcatV2", input=[value, value, _const(graph, f"{name}_axis", np.array(1, np.int32))]
-    )
-    concat.attr["N"].i = 2
-    concat.attr["T"].type = FLOAT
-    concat.attr["Tidx"].type = INT32
-    return name
 
 
 def _convert_tfjs(model: Path, quantization: Quantization, tmp_path: Path) -> ConversionResult:
@@ -137,10 +117,7 @@ def write_wide_then_plain_keras(path: Path) -> Path:
     x = keras.Input((128,), name="x")
     hidden = keras.layers.Dense(32, use_bias=False, name="wide")(x)
     model = keras.Model(x, keras.layers.Dense(512, use_bias=False, name="plain")(hidden))
-    w = np.zeros((128, 32), np.float32)
-    w[1:64] = np.random.RandomState(3).uniform(0, 1, (63, 32))
-    w[0], w[64] = 1000, -1000
-    model.get_layer("wide").set_weights([w])
+    model.get_layer("wide").set_weights([cancelling_weights()])
     model.get_layer("plain").set_weights([np.random.RandomState(4).uniform(-1, 1, (32, 512)).astype(np.float32)])
     model.save(path)
     return path
