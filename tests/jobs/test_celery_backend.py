@@ -257,7 +257,9 @@ def test_a_job_over_the_memory_cap_fails_saying_so(
     try:
         service, events, settings = celery_service()
         wait_until(lambda: service.backend.free_slots() >= 1, WARM, "the capped worker")
-        user, model = upload(session_factory, settings, keras_h5.path, "hungry.h5", 7)
+        # Named slow_*: the worker's test hook waits 10 s before converting (conversion_workers.Worker), so the job
+        # runs across the heartbeat's memory checks (1 s apart); this small model alone converts in under 1 s.
+        user, model = upload(session_factory, settings, keras_h5.path, "slow_hungry.h5", 7)
         job_id = service.submit(user, model, TFLITE_ONLY)
         events.wait_for(job_id, "failed", timeout=60)
     finally:
